@@ -1,0 +1,253 @@
+//! Clients for one Kafka cluster: how strait configures librdkafka for each role, and the
+//! reachability probe behind `strait check`.
+//!
+//! Property precedence, lowest first: strait's performance defaults, the cluster's
+//! `client` overrides, the role's `consumer`/`producer` overrides, and last the properties
+//! strait's guarantees depend on (config validation refuses overrides of those).
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientConfig;
+
+use crate::config::ClusterConfig;
+
+/// Errors talking to a cluster. Each names the cluster alias.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cluster `{alias}` ({bootstrap}) is unreachable: {reason}")]
+    Unreachable { alias: String, bootstrap: String, reason: String },
+    #[error("cluster `{alias}`: cannot create a Kafka client: {reason}")]
+    Client { alias: String, reason: String },
+    #[error("cluster `{alias}`: {operation} failed: {reason}")]
+    Request { alias: String, operation: String, reason: String },
+}
+
+/// A cluster alias with its settings; cheap to clone into tasks and threads.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub alias: String,
+    pub settings: ClusterConfig,
+}
+
+impl Cluster {
+    pub fn new(alias: &str, settings: &ClusterConfig) -> Cluster {
+        Cluster { alias: alias.to_string(), settings: settings.clone() }
+    }
+
+    fn base_config(&self, role: &str) -> ClientConfig {
+        let mut cfg = ClientConfig::new();
+        cfg.set("bootstrap.servers", &self.settings.bootstrap);
+        cfg.set("client.id", format!("strait-{role}-{}", self.alias));
+        // Noisy "all brokers down" logs are reported by strait itself, once, with context.
+        cfg.set("log.connection.close", "false");
+        for (k, v) in &self.settings.client {
+            cfg.set(k, v);
+        }
+        cfg
+    }
+
+    /// A consumer for reading mirrored topics: no automatic commits or offset stores,
+    /// read_committed so aborted transactions never reach the target.
+    pub fn consumer_config(&self, group_id: &str) -> ClientConfig {
+        let mut cfg = self.base_config("consumer");
+        cfg.set("fetch.wait.max.ms", "100");
+        cfg.set("fetch.min.bytes", "1");
+        cfg.set("queued.max.messages.kbytes", "32768");
+        cfg.set("auto.offset.reset", "earliest");
+        cfg.set("topic.metadata.refresh.interval.ms", "5000");
+        for (k, v) in &self.settings.consumer {
+            cfg.set(k, v);
+        }
+        cfg.set("group.id", group_id);
+        cfg.set("enable.auto.commit", "false");
+        cfg.set("enable.auto.offset.store", "false");
+        cfg.set("isolation.level", "read_committed");
+        cfg.set("partition.assignment.strategy", "cooperative-sticky");
+        cfg.set("enable.partition.eof", "false");
+        cfg
+    }
+
+    /// A producer for writing mirrored records: idempotent with acks=all, so per-partition
+    /// order holds and retries never duplicate; records never expire, so a target outage
+    /// only pauses the flow (the in-flight bound in the data path keeps memory bounded).
+    pub fn producer_config(&self, max_in_flight_bytes: u64) -> ClientConfig {
+        let mut cfg = self.base_config("producer");
+        cfg.set("linger.ms", "5");
+        cfg.set("batch.size", "1000000");
+        cfg.set("compression.type", "lz4");
+        cfg.set("message.max.bytes", "104857600");
+        cfg.set(
+            "queue.buffering.max.kbytes",
+            (max_in_flight_bytes / 1024).max(1024).to_string(),
+        );
+        cfg.set("queue.buffering.max.messages", "1000000");
+        for (k, v) in &self.settings.producer {
+            cfg.set(k, v);
+        }
+        cfg.set("enable.idempotence", "true");
+        cfg.set("acks", "all");
+        cfg.set("message.timeout.ms", "0");
+        cfg
+    }
+
+    pub fn admin(&self) -> Result<AdminClient<DefaultClientContext>, ClusterError> {
+        self.base_config("admin")
+            .create()
+            .map_err(|e| ClusterError::Client { alias: self.alias.clone(), reason: e.to_string() })
+    }
+
+    /// A plain consumer with no group, for metadata and watermark queries.
+    pub fn metadata_client(&self) -> Result<BaseConsumer, ClusterError> {
+        let mut cfg = self.base_config("metadata");
+        cfg.set("enable.auto.commit", "false");
+        cfg.create()
+            .map_err(|e| ClusterError::Client { alias: self.alias.clone(), reason: e.to_string() })
+    }
+
+    /// Lists topics with their partition counts.
+    pub fn topics(&self, client: &BaseConsumer, timeout: Duration) -> Result<Vec<(String, usize)>, ClusterError> {
+        let md = client.fetch_metadata(None, timeout).map_err(|e| self.unreachable(e.to_string()))?;
+        if md.brokers().is_empty() {
+            return Err(self.unreachable("no brokers in metadata".into()));
+        }
+        Ok(md.topics().iter().map(|t| (t.name().to_string(), t.partitions().len())).collect())
+    }
+
+    pub fn unreachable(&self, reason: String) -> ClusterError {
+        ClusterError::Unreachable {
+            alias: self.alias.clone(),
+            bootstrap: self.settings.bootstrap.clone(),
+            reason,
+        }
+    }
+
+    pub fn request_error(&self, operation: impl Into<String>, reason: impl ToString) -> ClusterError {
+        ClusterError::Request {
+            alias: self.alias.clone(),
+            operation: operation.into(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Connects and describes the cluster for `strait check`.
+    pub fn probe(&self, timeout: Duration) -> Result<ClusterInfo, ClusterError> {
+        let client = self.metadata_client()?;
+        let md = client.fetch_metadata(None, timeout).map_err(|e| self.unreachable(e.to_string()))?;
+        if md.brokers().is_empty() {
+            return Err(self.unreachable("metadata lists no brokers".into()));
+        }
+        let topics = md.topics().iter().map(|t| t.name().to_string()).collect();
+        let api = md
+            .brokers()
+            .iter()
+            .find_map(|b| api_versions(&b.host(), b.port() as u16, timeout).ok());
+        Ok(ClusterInfo { brokers: md.brokers().len(), topics, api })
+    }
+}
+
+/// What `strait check` reports about a reachable cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterInfo {
+    pub brokers: usize,
+    pub topics: Vec<String>,
+    pub api: Option<ApiSummary>,
+}
+
+/// The supported range of a few request types, from the broker's ApiVersions answer.
+#[derive(Debug, Clone)]
+pub struct ApiSummary {
+    pub api_count: usize,
+    pub produce: (i16, i16),
+    pub fetch: (i16, i16),
+}
+
+impl std::fmt::Display for ApiSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Kafka 4.0 removed Fetch v0-v3 (KIP-896), which tells the major line apart.
+        let line = if self.fetch.0 >= 4 { "Kafka 4.0 or newer" } else { "Kafka 3.x or older" };
+        write!(
+            f,
+            "{line} ({} APIs; Produce v{}-v{}, Fetch v{}-v{})",
+            self.api_count, self.produce.0, self.produce.1, self.fetch.0, self.fetch.1
+        )
+    }
+}
+
+/// Sends an ApiVersions v0 request on a plain connection. librdkafka negotiates versions
+/// internally but does not expose them, and this one request is simple enough to speak
+/// directly. On TLS or SASL listeners it fails, and `check` simply omits the line.
+fn api_versions(host: &str, port: u16, timeout: Duration) -> std::io::Result<ApiSummary> {
+    let addr = (host, port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::other("no address"))?;
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    let client_id = b"strait-check";
+    let mut request = Vec::new();
+    request.extend_from_slice(&18i16.to_be_bytes()); // ApiVersions
+    request.extend_from_slice(&0i16.to_be_bytes()); // version 0
+    request.extend_from_slice(&1i32.to_be_bytes()); // correlation id
+    request.extend_from_slice(&(client_id.len() as i16).to_be_bytes());
+    request.extend_from_slice(client_id);
+    stream.write_all(&(request.len() as i32).to_be_bytes())?;
+    stream.write_all(&request)?;
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len)?;
+    let mut body = vec![0u8; i32::from_be_bytes(len).max(0) as usize];
+    stream.read_exact(&mut body)?;
+    parse_api_versions_v0(&body).ok_or_else(|| std::io::Error::other("malformed ApiVersions response"))
+}
+
+fn parse_api_versions_v0(body: &[u8]) -> Option<ApiSummary> {
+    let i16_at = |at: usize| Some(i16::from_be_bytes(body.get(at..at + 2)?.try_into().ok()?));
+    let error = i16_at(4)?;
+    if error != 0 {
+        return None;
+    }
+    let count = i32::from_be_bytes(body.get(6..10)?.try_into().ok()?).max(0) as usize;
+    let (mut produce, mut fetch) = ((0, 0), (0, 0));
+    for n in 0..count {
+        let at = 10 + n * 6;
+        let (key, min, max) = (i16_at(at)?, i16_at(at + 2)?, i16_at(at + 4)?);
+        match key {
+            0 => produce = (min, max),
+            1 => fetch = (min, max),
+            _ => {}
+        }
+    }
+    Some(ApiSummary { api_count: count, produce, fetch })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_api_versions() {
+        let mut body = vec![0, 0, 0, 1, 0, 0, 0, 0, 0, 2];
+        body.extend_from_slice(&[0, 0, 0, 0, 0, 12, 0, 1, 0, 4, 0, 17]);
+        let s = parse_api_versions_v0(&body).unwrap();
+        assert_eq!((s.api_count, s.produce, s.fetch), (2, (0, 12), (4, 17)));
+        assert!(s.to_string().starts_with("Kafka 4.0 or newer"));
+    }
+
+    #[test]
+    fn guarantees_cannot_be_overridden_by_role_settings() {
+        let mut settings: ClusterConfig = serde_json::from_str(r#"{"bootstrap":"h:1"}"#).unwrap();
+        settings.producer.insert("linger.ms".into(), "50".into());
+        let c = Cluster::new("a", &settings);
+        let p = c.producer_config(64 << 20);
+        assert_eq!(p.get("linger.ms"), Some("50"));
+        assert_eq!(p.get("acks"), Some("all"));
+        assert_eq!(p.get("queue.buffering.max.kbytes"), Some("65536"));
+        let k = c.consumer_config("g");
+        assert_eq!(k.get("isolation.level"), Some("read_committed"));
+        assert_eq!(k.get("enable.auto.commit"), Some("false"));
+    }
+}

@@ -1,0 +1,467 @@
+//! The configuration file: typed, documented, and validated before anything starts.
+//!
+//! A config is read from a TOML file, then environment variables prefixed `STRAIT__`
+//! override single keys (`STRAIT__ADMIN__LISTEN=0.0.0.0:9644`; `__` separates levels).
+//! Every key is documented on its field below and listed in docs/configuration.md.
+//!
+//! Validation happens in one place, [`Config::load`], so that `check`, `plan` and `run`
+//! all refuse the same bad files with the same message, naming the offending key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use regex::Regex;
+use serde::Deserialize;
+
+/// Everything that can be wrong with a config file. Each variant names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("{key}: {problem}")]
+    Invalid { key: String, problem: String },
+}
+
+impl ConfigError {
+    fn invalid(key: impl Into<String>, problem: impl Into<String>) -> Self {
+        ConfigError::Invalid { key: key.into(), problem: problem.into() }
+    }
+}
+
+/// Raw librdkafka properties (`"socket.keepalive.enable" = "true"`), passed through as is.
+pub type ClientOverrides = BTreeMap<String, String>;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[clusters.<alias>]`: the Kafka clusters strait connects to, by alias. The alias is
+    /// the region name used in flows, metrics and (with `rename = "prefix"`) topic names.
+    pub clusters: BTreeMap<String, ClusterConfig>,
+    /// `[[flows]]`: what to mirror from which cluster to which.
+    #[serde(default)]
+    pub flows: Vec<FlowConfig>,
+    /// `[admin]`: the admin HTTP endpoint (metrics, health, status).
+    #[serde(default)]
+    pub admin: AdminConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `bootstrap`: comma-separated `host:port` list of brokers to bootstrap from. Required.
+    pub bootstrap: String,
+    /// `client`: librdkafka properties for every client strait opens on this cluster
+    /// (consumer, producer and admin), e.g. `{ "socket.keepalive.enable" = "true" }`.
+    #[serde(default)]
+    pub client: ClientOverrides,
+    /// `consumer`: librdkafka properties for consumers reading from this cluster; they
+    /// win over `client`.
+    #[serde(default)]
+    pub consumer: ClientOverrides,
+    /// `producer`: librdkafka properties for producers writing to this cluster; they win
+    /// over `client`.
+    #[serde(default)]
+    pub producer: ClientOverrides,
+}
+
+/// How a source topic is named on the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RenamePolicy {
+    /// `<source-alias>.<topic>`, MirrorMaker 2's default. Safe for active/active.
+    Prefix,
+    /// Same name on both sides. Loops are prevented by a provenance header.
+    Identity,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowConfig {
+    /// `source`: alias of the cluster to read from. Required.
+    pub source: String,
+    /// `target`: alias of the cluster to write to. Required.
+    pub target: String,
+    /// `topics`: anchored regular expressions selecting source topics. Required, non-empty.
+    pub topics: Vec<String>,
+    /// `topics_exclude`: anchored regular expressions; a topic matching any is not mirrored.
+    #[serde(default)]
+    pub topics_exclude: Vec<String>,
+    /// `groups`: anchored regular expressions selecting the consumer groups whose offsets
+    /// are translated and checkpointed. Default `[".*"]`.
+    #[serde(default = "default_groups")]
+    pub groups: Vec<String>,
+    /// `groups_exclude`: anchored regular expressions of groups never checkpointed.
+    #[serde(default)]
+    pub groups_exclude: Vec<String>,
+    /// `rename`: `"prefix"` (default) or `"identity"`.
+    #[serde(default = "default_rename")]
+    pub rename: RenamePolicy,
+    /// `replication_factor`: replication factor of topics strait creates on the target.
+    /// Default: the target cluster's `default.replication.factor`.
+    #[serde(default)]
+    pub replication_factor: Option<i32>,
+    /// `refresh_interval_ms`: how often new topics, partition counts and topic configs are
+    /// compared and synced. Default 5000 (MirrorMaker 2: 600 s).
+    #[serde(default = "default_refresh_interval_ms")]
+    pub refresh_interval_ms: u64,
+    /// `sync_topic_configs`: copy topic configs to the target and keep them in sync.
+    /// Default true.
+    #[serde(default = "default_true")]
+    pub sync_topic_configs: bool,
+    /// `consumer_group`: the consumer group strait itself uses on the source. Instances
+    /// with the same group share the flow's partitions. Default
+    /// `strait.<source>.<target>`.
+    #[serde(default)]
+    pub consumer_group: Option<String>,
+    /// `provenance_header`: with `rename = "identity"`, the header that records the cluster
+    /// a record was first produced on. Default `strait.origin`.
+    #[serde(default = "default_provenance_header")]
+    pub provenance_header: String,
+    /// `commit_interval_ms`: how often the acknowledged progress is committed to the
+    /// source. A crash re-sends at most this much plus the in-flight window. Default 1000.
+    #[serde(default = "default_commit_interval_ms")]
+    pub commit_interval_ms: u64,
+    /// `max_in_flight_bytes`: bound on record bytes buffered for the target. When reached,
+    /// fetching pauses until the target acknowledges. Default 64 MiB.
+    #[serde(default = "default_max_in_flight_bytes")]
+    pub max_in_flight_bytes: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// `listen`: address of the admin HTTP endpoint. Default `127.0.0.1:9644`.
+    #[serde(default = "default_admin_listen")]
+    pub listen: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig { listen: default_admin_listen() }
+    }
+}
+
+fn default_groups() -> Vec<String> {
+    vec![".*".to_string()]
+}
+fn default_rename() -> RenamePolicy {
+    RenamePolicy::Prefix
+}
+fn default_refresh_interval_ms() -> u64 {
+    5_000
+}
+fn default_true() -> bool {
+    true
+}
+fn default_provenance_header() -> String {
+    "strait.origin".to_string()
+}
+fn default_commit_interval_ms() -> u64 {
+    1_000
+}
+fn default_max_in_flight_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+fn default_admin_listen() -> String {
+    "127.0.0.1:9644".to_string()
+}
+
+/// librdkafka properties strait sets itself because its guarantees depend on them.
+/// Overriding one would silently weaken zero-loss or ordering, so it is refused.
+const PROTECTED_PROPERTIES: &[(&str, &str)] = &[
+    ("bootstrap.servers", "set `bootstrap` instead"),
+    ("group.id", "set the flow's `consumer_group` instead"),
+    ("enable.auto.commit", "strait commits only acknowledged progress"),
+    ("enable.auto.offset.store", "strait stores only acknowledged progress"),
+    ("isolation.level", "strait reads read_committed so aborted records are never mirrored"),
+    ("enable.idempotence", "strait needs the idempotent producer for ordering without duplicates"),
+    ("acks", "strait needs acks=all for zero loss"),
+    ("request.required.acks", "strait needs acks=all for zero loss"),
+    ("max.in.flight.requests.per.connection", "the idempotent producer bounds it already"),
+    ("message.timeout.ms", "strait retries until the target accepts; records never expire"),
+    ("delivery.timeout.ms", "strait retries until the target accepts; records never expire"),
+    ("partition.assignment.strategy", "strait uses cooperative-sticky to drain on revoke"),
+];
+
+impl Config {
+    /// Reads `path`, applies `STRAIT__` environment overrides, and validates.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Self::load_with_env(path, std::env::vars())
+    }
+
+    /// Like [`Config::load`] with an explicit environment, so tests need not mutate the
+    /// process environment.
+    pub fn load_with_env(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Self::parse(&text, env)
+    }
+
+    /// Parses TOML text plus environment overrides, and validates.
+    pub fn parse(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml));
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("STRAIT__") else { continue };
+            let key = rest.split("__").map(|part| part.to_ascii_lowercase()).collect::<Vec<_>>();
+            let key = key.join(".");
+            builder = builder
+                .set_override(key.as_str(), value)
+                .map_err(|e| ConfigError::invalid(format!("env {name}"), e.to_string()))?;
+        }
+        let raw = builder.build().map_err(|e| translate_config_error(e))?;
+        let config: Config = raw.try_deserialize().map_err(|e| translate_config_error(e))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.clusters.is_empty() {
+            return Err(ConfigError::invalid("clusters", "at least one cluster is required"));
+        }
+        for (alias, cluster) in &self.clusters {
+            let key = format!("clusters.{alias}");
+            validate_alias(alias).map_err(|p| ConfigError::invalid(&key, p))?;
+            validate_bootstrap(&cluster.bootstrap)
+                .map_err(|p| ConfigError::invalid(format!("{key}.bootstrap"), p))?;
+            for (section, props) in
+                [("client", &cluster.client), ("consumer", &cluster.consumer), ("producer", &cluster.producer)]
+            {
+                for name in props.keys() {
+                    if let Some((_, why)) = PROTECTED_PROPERTIES.iter().find(|(p, _)| p == name) {
+                        return Err(ConfigError::invalid(
+                            format!("{key}.{section}.\"{name}\""),
+                            format!("cannot be overridden: {why}"),
+                        ));
+                    }
+                }
+            }
+        }
+        if self.flows.is_empty() {
+            return Err(ConfigError::invalid("flows", "at least one [[flows]] entry is required"));
+        }
+        let known = self.clusters.keys().cloned().collect::<Vec<_>>().join(", ");
+        let mut seen: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+        for (i, flow) in self.flows.iter().enumerate() {
+            let key = format!("flows[{i}]");
+            for (field, alias) in [("source", &flow.source), ("target", &flow.target)] {
+                if !self.clusters.contains_key(alias) {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.{field}"),
+                        format!("unknown cluster alias `{alias}` (known: {known})"),
+                    ));
+                }
+            }
+            if flow.source == flow.target {
+                return Err(ConfigError::invalid(
+                    format!("{key}.target"),
+                    format!("a flow cannot mirror `{}` onto itself", flow.source),
+                ));
+            }
+            if let Some(first) = seen.insert((&flow.source, &flow.target), i) {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!(
+                        "duplicate flow {} -> {} (already defined by flows[{first}]); \
+                         merge their topic lists",
+                        flow.source, flow.target
+                    ),
+                ));
+            }
+            if flow.topics.is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("{key}.topics"),
+                    "must list at least one topic pattern",
+                ));
+            }
+            for (field, patterns) in [
+                ("topics", &flow.topics),
+                ("topics_exclude", &flow.topics_exclude),
+                ("groups", &flow.groups),
+                ("groups_exclude", &flow.groups_exclude),
+            ] {
+                for (j, pattern) in patterns.iter().enumerate() {
+                    anchored(pattern).map_err(|e| {
+                        ConfigError::invalid(
+                            format!("{key}.{field}[{j}]"),
+                            format!("invalid regular expression `{pattern}`: {e}"),
+                        )
+                    })?;
+                }
+            }
+            if let Some(rf) = flow.replication_factor {
+                if rf < 1 {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.replication_factor"),
+                        format!("must be at least 1, got {rf}"),
+                    ));
+                }
+            }
+            for (field, value, min) in [
+                ("refresh_interval_ms", flow.refresh_interval_ms, 100),
+                ("commit_interval_ms", flow.commit_interval_ms, 10),
+                ("max_in_flight_bytes", flow.max_in_flight_bytes, 1024 * 1024),
+            ] {
+                if value < min {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.{field}"),
+                        format!("must be at least {min}, got {value}"),
+                    ));
+                }
+            }
+            if flow.provenance_header.is_empty() {
+                return Err(ConfigError::invalid(format!("{key}.provenance_header"), "must not be empty"));
+            }
+            if let Some(group) = &flow.consumer_group {
+                if group.is_empty() {
+                    return Err(ConfigError::invalid(format!("{key}.consumer_group"), "must not be empty"));
+                }
+            }
+        }
+        self.admin
+            .listen
+            .parse::<SocketAddr>()
+            .map_err(|e| ConfigError::invalid("admin.listen", format!("`{}`: {e}", self.admin.listen)))?;
+        Ok(())
+    }
+
+    /// The admin endpoint address (validated by [`Config::load`]).
+    pub fn admin_listen(&self) -> SocketAddr {
+        self.admin.listen.parse().expect("validated in Config::validate")
+    }
+
+    pub fn cluster(&self, alias: &str) -> &ClusterConfig {
+        &self.clusters[alias]
+    }
+}
+
+impl FlowConfig {
+    /// The flow's name in logs, metrics and commands: `us-east->eu-west`.
+    pub fn name(&self) -> String {
+        format!("{}->{}", self.source, self.target)
+    }
+
+    pub fn consumer_group(&self) -> String {
+        self.consumer_group.clone().unwrap_or_else(|| format!("strait.{}.{}", self.source, self.target))
+    }
+
+    pub fn refresh_interval(&self) -> Duration {
+        Duration::from_millis(self.refresh_interval_ms)
+    }
+
+    pub fn commit_interval(&self) -> Duration {
+        Duration::from_millis(self.commit_interval_ms)
+    }
+}
+
+/// Compiles a pattern so that it must match the whole name, as in MirrorMaker 2.
+pub fn anchored(pattern: &str) -> Result<Regex, regex::Error> {
+    Regex::new(&format!("^(?:{pattern})$"))
+}
+
+fn validate_alias(alias: &str) -> Result<(), String> {
+    let ok = !alias.is_empty()
+        && alias.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        // A dot would make `<alias>.<topic>` ambiguous when following prefix chains.
+        Err(format!(
+            "cluster alias `{alias}` may contain only letters, digits, `-` and `_`"
+        ))
+    }
+}
+
+fn validate_bootstrap(bootstrap: &str) -> Result<(), String> {
+    if bootstrap.trim().is_empty() {
+        return Err("must not be empty; give host:port of at least one broker".into());
+    }
+    for server in bootstrap.split(',') {
+        let server = server.trim();
+        let server = server.split_once("://").map(|(_, rest)| rest).unwrap_or(server);
+        let Some((host, port)) = server.rsplit_once(':') else {
+            return Err(format!("`{server}` is not host:port"));
+        };
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(format!("`{server}` is not host:port"));
+        }
+    }
+    Ok(())
+}
+
+/// Rewrites the `config` crate's errors so that they always start with the key.
+fn translate_config_error(err: config::ConfigError) -> ConfigError {
+    let text = err.to_string();
+    // The config crate phrases errors as "<problem> for key `<key>`" or
+    // "missing field `x` for key `flows[0]`"; put the key first so users see it at once.
+    if let Some((problem, key)) = text.rsplit_once(" for key `") {
+        let key = key.trim_end_matches('`');
+        let key = normalize_key(key.trim_start_matches('.'));
+        let (key, problem) = refine_key(&key, problem);
+        return ConfigError::invalid(key, problem);
+    }
+    if let Some((key, problem)) = refine_toplevel(&text) {
+        return ConfigError::invalid(key, problem);
+    }
+    ConfigError::invalid("config", text)
+}
+
+/// The config crate writes array paths as `flows[0]topics`; users read `flows[0].topics`.
+fn normalize_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len() + 4);
+    let mut after_bracket = false;
+    for c in key.chars() {
+        if after_bracket && c != '.' && c != '[' {
+            out.push('.');
+        }
+        after_bracket = c == ']';
+        out.push(c);
+    }
+    out
+}
+
+/// `missing field \`bootstrap\`` under key `clusters.us-east` becomes
+/// key `clusters.us-east.bootstrap`, problem `is required`.
+fn refine_key(key: &str, problem: &str) -> (String, String) {
+    if let Some(field) = backticked_after(problem, "missing field `") {
+        let full = if key.is_empty() { field.to_string() } else { format!("{key}.{field}") };
+        return (full, "is required".to_string());
+    }
+    if let Some(field) = backticked_after(problem, "unknown field `") {
+        let full = if key.is_empty() { field.to_string() } else { format!("{key}.{field}") };
+        let expected = problem.split_once(", expected ").map(|(_, e)| e).unwrap_or("");
+        return (full, format!("unknown key; expected {expected}"));
+    }
+    (key.to_string(), problem.to_string())
+}
+
+fn refine_toplevel(text: &str) -> Option<(String, String)> {
+    if let Some(rest) = text.split_once("missing configuration field \"").map(|(_, r)| r) {
+        let key = rest.split('"').next().unwrap_or(rest);
+        return Some((normalize_key(key), "is required".to_string()));
+    }
+    if let Some(field) = backticked_after(text, "missing field `") {
+        return Some((field.to_string(), "is required".to_string()));
+    }
+    if let Some(field) = backticked_after(text, "unknown field `") {
+        let expected = text.split_once(", expected ").map(|(_, e)| e).unwrap_or("");
+        return Some((field.to_string(), format!("unknown key; expected {expected}")));
+    }
+    None
+}
+
+fn backticked_after<'a>(text: &'a str, marker: &str) -> Option<&'a str> {
+    let start = text.find(marker)? + marker.len();
+    let end = text[start..].find('`')?;
+    Some(&text[start..start + end])
+}

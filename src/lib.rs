@@ -1,0 +1,26 @@
+//! strait replicates Kafka topics between clusters in different regions.
+//!
+//! The modules follow the concepts of the product; a record's way from source to target
+//! is in [`mirror`].
+//!
+//! - [`config`]: the config file, typed and validated.
+//! - [`cluster`]: librdkafka clients for one cluster, and the reachability probe.
+//! - [`kafka_ext`]: admin requests rdkafka's safe API lacks (the only `unsafe` code).
+//! - [`naming`]: which topics a flow mirrors and their names on the target.
+//! - [`topic_sync`]: creating target topics and keeping partitions and configs in sync.
+//! - [`mirror`]: the data path.
+//! - [`service`]: `strait run`: flows, topic sync, admin endpoint, graceful shutdown.
+//! - [`check`]: `strait check`.
+//! - [`metrics`]: every exported metric.
+//! - [`admin_http`]: `/metrics`, `/healthz`, `/readyz`, `/status`.
+
+pub mod admin_http;
+pub mod check;
+pub mod cluster;
+pub mod config;
+pub mod kafka_ext;
+pub mod metrics;
+pub mod mirror;
+pub mod naming;
+pub mod service;
+pub mod topic_sync;

@@ -1,0 +1,120 @@
+//! The `strait` command line. Exit codes: 0 success, 1 a cluster is unreachable or a
+//! flow failed, 2 the config is invalid (nothing was started).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use strait::config::Config;
+
+#[derive(Parser)]
+#[command(name = "strait", version, about = "Replicates Kafka topics between clusters in different regions")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the config, connect to every cluster, and show what each flow would mirror.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// How long to wait for each cluster to answer, in seconds.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
+    /// Print what `run` would change on the target clusters (topics, partitions, configs); change nothing.
+    Plan {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Mirror the configured flows until SIGTERM or SIGINT.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("STRAIT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,librdkafka=warn,rdkafka=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let config_path = match &cli.command {
+        Command::Check { config, .. } | Command::Plan { config } | Command::Run { config } => config.clone(),
+    };
+    let config = match Config::load(&config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: invalid config {}: {e}", config_path.display());
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command {
+        Command::Check { timeout, .. } => {
+            let report = strait::check::check(&config, Duration::from_secs(timeout));
+            print!("{}", report.text);
+            if report.unreachable.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("error: unreachable cluster(s): {}", report.unreachable.join(", "));
+                ExitCode::from(1)
+            }
+        }
+        Command::Plan { .. } => runtime().block_on(plan(config)),
+        Command::Run { .. } => runtime().block_on(run(config)),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
+}
+
+async fn plan(config: Config) -> ExitCode {
+    let mut failed = false;
+    for flow in &config.flows {
+        let source = strait::cluster::Cluster::new(&flow.source, config.cluster(&flow.source));
+        let target = strait::cluster::Cluster::new(&flow.target, config.cluster(&flow.target));
+        match strait::topic_sync::plan(flow, &source, &target).await {
+            Ok(plan) => print!("{plan}"),
+            Err(e) => {
+                eprintln!("error: flow {}: {e}", flow.name());
+                failed = true;
+            }
+        }
+    }
+    if failed { ExitCode::from(1) } else { ExitCode::SUCCESS }
+}
+
+async fn run(config: Config) -> ExitCode {
+    let (shutdown_tx, _) = tokio::sync::watch::channel(false);
+    let signals = shutdown_tx.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested: draining in-flight records and committing progress");
+        let _ = signals.send(true);
+    });
+    match strait::service::run(config, shutdown_tx).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

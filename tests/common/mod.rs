@@ -1,0 +1,360 @@
+//! Shared integration-test harness. Every test binary uses the same two local clusters
+//! (`deploy/local/testbed up`, started once per run or reused) and isolates itself with
+//! unique topic and group names, so tests run in parallel without seeing each other.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Once;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+pub const US_EAST: &str = "127.0.0.1:19092";
+pub const EU_WEST: &str = "127.0.0.1:29092";
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Starts the two local clusters once per test binary (a no-op when they are up).
+pub fn testbed() {
+    static UP: Once = Once::new();
+    UP.call_once(|| {
+        let out = testbed_cmd(&["up"]);
+        assert!(out.status.success(), "testbed up failed:\n{}\n{}", stdout(&out), stderr(&out));
+    });
+}
+
+pub fn testbed_cmd(args: &[&str]) -> Output {
+    Command::new(repo_root().join("deploy/local/testbed"))
+        .args(args)
+        .output()
+        .expect("run deploy/local/testbed")
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A name no other test (or earlier run) uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() % 1_000_000_000_000;
+    format!("{prefix}-{}-{nanos}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+}
+
+pub fn strait_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_strait"))
+}
+
+/// Writes a config file into a fresh temporary directory and returns its path.
+pub fn write_config(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("strait.toml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+/// A config with both local clusters and the given `[[flows]]` sections.
+pub fn config_with_flows(flows: &str) -> String {
+    format!(
+        "[clusters.us-east]\nbootstrap = \"{US_EAST}\"\n\n[clusters.eu-west]\nbootstrap = \"{EU_WEST}\"\n\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\n\n{flows}"
+    )
+}
+
+/// A one-directional flow selecting topics that match `pattern`, fast intervals.
+pub fn flow(source: &str, target: &str, pattern: &str, rename: &str, group: &str) -> String {
+    let pattern = pattern.replace('\\', "\\\\");
+    format!(
+        "[[flows]]\nsource = \"{source}\"\ntarget = \"{target}\"\ntopics = [\"{pattern}\"]\n\
+         rename = \"{rename}\"\nconsumer_group = \"{group}\"\nrefresh_interval_ms = 1000\ncommit_interval_ms = 200\n"
+    )
+}
+
+pub fn strait(args: &[&str]) -> Output {
+    Command::new(strait_bin()).args(args).env("STRAIT_LOG", "warn").output().expect("run strait")
+}
+
+/// A `strait run` process, killed when dropped.
+pub struct Strait {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Strait {
+    pub fn start(config: &Path) -> Strait {
+        let log = config.with_extension(format!("{}.log", unique("run")));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(strait_bin())
+            .args(["run", "--config"])
+            .arg(config)
+            .env("STRAIT_LOG", "info,librdkafka=warn")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start strait run");
+        Strait { child, log }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then wait; returns the exit status and how long shutdown took.
+    pub fn terminate(&mut self) -> (std::process::ExitStatus, Duration) {
+        let started = Instant::now();
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().unwrap();
+        (status, started.elapsed())
+    }
+
+    pub fn kill9(&mut self) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Strait {
+    fn drop(&mut self) {
+        if self.is_running() {
+            self.kill9();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- strait log {} ---\n{}", self.log.display(), self.log_text());
+        }
+    }
+}
+
+pub fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
+    ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap()
+}
+
+pub fn block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+}
+
+pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32, configs: &[(&str, &str)]) {
+    let admin = admin(bootstrap);
+    let mut t = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    for (k, v) in configs {
+        t = t.set(k, v);
+    }
+    let res = block(admin.create_topics([&t], &AdminOptions::new())).unwrap();
+    for r in res {
+        r.unwrap_or_else(|(name, e)| panic!("create topic {name}: {e}"));
+    }
+}
+
+/// Partition count, or None when the topic does not exist.
+pub fn partitions(bootstrap: &str, topic: &str) -> Option<usize> {
+    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
+    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).ok()?;
+    let t = md.topics().first()?;
+    if t.error().is_some() || t.partitions().is_empty() {
+        None
+    } else {
+        Some(t.partitions().len())
+    }
+}
+
+pub fn topic_names(bootstrap: &str) -> Vec<String> {
+    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
+    let md = c.fetch_metadata(None, Duration::from_secs(10)).unwrap();
+    md.topics().iter().map(|t| t.name().to_string()).collect()
+}
+
+pub fn producer(bootstrap: &str) -> BaseProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("message.max.bytes", "20000000")
+        .create()
+        .unwrap()
+}
+
+/// A record as the tests compare it on both sides.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Rec {
+    pub partition: i32,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    pub timestamp: Option<i64>,
+}
+
+impl Rec {
+    pub fn keyed(partition: i32, key: &str, value: &str, timestamp: i64) -> Rec {
+        Rec {
+            partition,
+            key: Some(key.as_bytes().to_vec()),
+            value: Some(value.as_bytes().to_vec()),
+            headers: vec![("h1".into(), Some(format!("{key}-hdr").into_bytes())), ("empty".into(), None)],
+            timestamp: Some(timestamp),
+        }
+    }
+}
+
+/// Produces records (with their partition, timestamp and headers) and waits for acks.
+pub fn produce(bootstrap: &str, topic: &str, records: &[Rec]) {
+    let p = producer(bootstrap);
+    send_all(&p, topic, records);
+    p.flush(Duration::from_secs(60)).expect("flush");
+}
+
+pub fn send_all<C: rdkafka::producer::ProducerContext>(p: &BaseProducer<C>, topic: &str, records: &[Rec])
+where
+    C::DeliveryOpaque: From<()>,
+{
+    for r in records {
+        loop {
+            let mut headers = OwnedHeaders::new();
+            for (k, v) in &r.headers {
+                headers = headers.insert(Header { key: k, value: v.as_deref() });
+            }
+            let mut rec: BaseRecord<'_, [u8], [u8], C::DeliveryOpaque> =
+                BaseRecord::with_opaque_to(topic, ().into()).partition(r.partition).headers(headers);
+            if let Some(k) = &r.key {
+                rec = rec.key(k);
+            }
+            if let Some(v) = &r.value {
+                rec = rec.payload(v);
+            }
+            if let Some(ts) = r.timestamp {
+                rec = rec.timestamp(ts);
+            }
+            match p.send(rec) {
+                Ok(()) => break,
+                Err((e, _)) if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) => {
+                    p.poll(Duration::from_millis(50));
+                }
+                Err((e, _)) => panic!("produce to {topic}: {e}"),
+            }
+        }
+        p.poll(Duration::ZERO);
+    }
+}
+
+/// Reads every committed record of `topic` (read_committed), per partition in order.
+pub fn read_all(bootstrap: &str, topic: &str) -> Vec<Rec> {
+    let Some(n) = partitions(bootstrap, topic) else { return Vec::new() };
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .set("fetch.max.bytes", "52428800")
+        .set("max.partition.fetch.bytes", "20000000")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    let mut remaining = std::collections::HashSet::new();
+    for p in 0..n as i32 {
+        let (lo, hi) = c.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap();
+        if hi > lo {
+            tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+            remaining.insert(p);
+        }
+    }
+    let mut out = Vec::new();
+    if remaining.is_empty() {
+        return out;
+    }
+    c.assign(&tpl).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !remaining.is_empty() && Instant::now() < deadline {
+        match c.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => out.push(Rec {
+                partition: m.partition(),
+                key: m.key().map(<[u8]>::to_vec),
+                value: m.payload().map(<[u8]>::to_vec),
+                headers: m
+                    .headers()
+                    .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
+                    .unwrap_or_default(),
+                timestamp: m.timestamp().to_millis(),
+            }),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                remaining.remove(&p);
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    assert!(remaining.is_empty(), "timed out reading {topic}");
+    out
+}
+
+/// High watermark per partition (counts records plus transaction markers).
+pub fn end_offsets(bootstrap: &str, topic: &str) -> BTreeMap<i32, i64> {
+    let Some(n) = partitions(bootstrap, topic) else { return BTreeMap::new() };
+    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
+    // A partition whose leader is not elected yet counts as empty for now.
+    (0..n as i32).map(|p| (p, c.fetch_watermarks(topic, p, Duration::from_secs(10)).map_or(0, |w| w.1))).collect()
+}
+
+/// Polls `f` until it returns Some, or panics after `timeout` with `what`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Waits until the target topic holds `count` records (counted with a full read).
+pub fn wait_for_count(bootstrap: &str, topic: &str, count: usize, timeout: Duration) -> Vec<Rec> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let total: i64 = end_offsets(bootstrap, topic).values().sum();
+        if total as usize >= count {
+            let recs = read_all(bootstrap, topic);
+            if recs.len() >= count {
+                return recs;
+            }
+        }
+        if Instant::now() > deadline {
+            let recs = read_all(bootstrap, topic);
+            panic!("timed out: {topic} on {bootstrap} has {} of {count} records", recs.len());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Groups records by partition, preserving order.
+pub fn by_partition(records: &[Rec]) -> BTreeMap<i32, Vec<Rec>> {
+    let mut out: BTreeMap<i32, Vec<Rec>> = BTreeMap::new();
+    for r in records {
+        out.entry(r.partition).or_default().push(r.clone());
+    }
+    out
+}
+
+pub fn write_stdin(child: &mut Child, text: &str) {
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+}
