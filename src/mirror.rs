@@ -1,0 +1,761 @@
+//! The data path: where a record goes from the source cluster to the target cluster.
+//!
+//! One flow runs on one dedicated thread (librdkafka's poll loop is blocking, and a
+//! thread of its own keeps it off the async runtime):
+//!
+//! 1. `BaseConsumer::poll` hands over the next source record (read_committed, so records
+//!    of aborted transactions never appear).
+//! 2. [`FlowLoop::forward`] produces it to the same partition number of the target topic,
+//!    with its key, value, headers and timestamp, through the idempotent producer.
+//!    Nothing is copied by strait itself: librdkafka copies the bytes into its queue.
+//! 3. The producer's delivery report ([`DeliveryTracker::delivery`], on librdkafka's
+//!    producer thread) moves the partition's acknowledged position forward.
+//! 4. Every `commit_interval_ms` the loop commits, per partition, the position up to
+//!    which every record has been acknowledged by the target ([`PartitionSlot::safe_position`]).
+//!    A restarted or rebalanced consumer resumes there, so a crash re-sends at most what
+//!    was in flight, and a clean shutdown (flush, then commit) re-sends nothing.
+//!
+//! Backpressure: the producer's queue is bounded (`max_in_flight_bytes`). When it is
+//! full, the record waits as `pending`, every assigned partition is paused, and the loop
+//! keeps polling (so the group membership stays alive) until the target drains.
+//!
+//! Rebalances (cooperative-sticky): before partitions are given up, in-flight records
+//! are flushed and the acknowledged positions of the revoked partitions are committed,
+//! so the next owner starts exactly where this one stopped.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::sync::watch;
+
+use crate::cluster::Cluster;
+use crate::config::{FlowConfig, RenamePolicy};
+use crate::metrics::{self, FlowMetrics};
+use crate::topic_sync::Routes;
+
+/// Partitions one flow can track at once. Delivery reports identify the partition by its
+/// slot number, packed with the source offset into the report's opaque word.
+const MAX_SLOTS: usize = 1 << SLOT_BITS;
+const SLOT_BITS: u32 = 16;
+const OFFSET_BITS: u32 = usize::BITS - SLOT_BITS;
+const MAX_PACKED_OFFSET: i64 = (1i64 << OFFSET_BITS) - 1;
+
+/// How long a revoke or shutdown waits for the target to acknowledge in-flight records.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Why a flow stopped. Each names the flow, and where relevant the record.
+#[derive(Debug, thiserror::Error)]
+pub enum MirrorError {
+    #[error("flow {flow}: cannot create {what}: {reason}")]
+    Client { flow: String, what: &'static str, reason: String },
+    #[error(
+        "flow {flow}: the target refused record {topic}[{partition}]@{offset}: {reason}. \
+         The record was not skipped; strait stops so that nothing is lost. {hint}"
+    )]
+    Refused { flow: String, topic: String, partition: i32, offset: i64, reason: String, hint: String },
+    #[error("flow {flow}: {message}")]
+    Other { flow: String, message: String },
+}
+
+/// Progress of one source partition, shared by the loop and the delivery-report thread.
+/// All fields are atomics: the hot path takes no lock.
+#[derive(Default)]
+pub struct PartitionSlot {
+    /// One past the last source offset the target acknowledged; -1 = none yet.
+    acked_next: AtomicI64,
+    /// One past the last source offset handed to the producer or skipped; -1 = none.
+    fetched_next: AtomicI64,
+    /// Records handed to the producer and not yet acknowledged.
+    in_flight: AtomicU32,
+    /// A record of this partition was refused; progress must never pass it.
+    failed: AtomicBool,
+    /// Target offset of the last acknowledged record (for lag and the offset map).
+    last_target_offset: AtomicI64,
+    metrics: std::sync::OnceLock<FlowMetrics>,
+}
+
+impl PartitionSlot {
+    fn reset(&self) {
+        self.acked_next.store(-1, Ordering::SeqCst);
+        self.fetched_next.store(-1, Ordering::SeqCst);
+        self.in_flight.store(0, Ordering::SeqCst);
+        self.failed.store(false, Ordering::SeqCst);
+        self.last_target_offset.store(-1, Ordering::SeqCst);
+    }
+
+    /// The source offset up to which every record is safely on the target: everything
+    /// acknowledged, or, when nothing is in flight, everything fetched (records that were
+    /// skipped as loops, and transaction markers, have no acknowledgement of their own).
+    /// `None` when nothing is known yet.
+    pub fn safe_position(&self) -> Option<i64> {
+        let acked = self.acked_next.load(Ordering::SeqCst);
+        let position = if self.failed.load(Ordering::SeqCst) || self.in_flight.load(Ordering::SeqCst) > 0 {
+            acked
+        } else {
+            acked.max(self.fetched_next.load(Ordering::SeqCst))
+        };
+        (position >= 0).then_some(position)
+    }
+}
+
+/// State shared between the flow loop, the rebalance callbacks, and delivery reports.
+pub struct FlowShared {
+    pub name: String,
+    slots: Box<[PartitionSlot]>,
+    /// `(source topic, partition)` → slot. Changed only on the loop thread (rebalance
+    /// callbacks run inside `poll`), read by the loop through its own copy.
+    registry: Mutex<HashMap<(String, i32), usize>>,
+    /// Set by rebalance callbacks; the loop then refreshes its routing table.
+    rebalanced: AtomicBool,
+    /// The first refused record, which stops the flow.
+    refused: Mutex<Option<MirrorError>>,
+    has_refusal: AtomicBool,
+    producer: std::sync::OnceLock<Arc<ThreadedProducer<DeliveryTracker>>>,
+    commit_errors: AtomicU32,
+}
+
+impl FlowShared {
+    fn new(name: String) -> Arc<FlowShared> {
+        let slots = (0..MAX_SLOTS).map(|_| PartitionSlot::default()).collect::<Vec<_>>().into_boxed_slice();
+        Arc::new(FlowShared {
+            name,
+            slots,
+            registry: Mutex::new(HashMap::new()),
+            rebalanced: AtomicBool::new(false),
+            refused: Mutex::new(None),
+            has_refusal: AtomicBool::new(false),
+            producer: std::sync::OnceLock::new(),
+            commit_errors: AtomicU32::new(0),
+        })
+    }
+
+    /// The slot of a partition, allocating one the first time it is seen. Slots are kept
+    /// for the life of the process, so a partition that comes back reuses its slot.
+    fn slot_for(&self, topic: &str, partition: i32) -> Result<usize, MirrorError> {
+        let mut registry = self.registry.lock().unwrap();
+        if let Some(&slot) = registry.get(&(topic.to_string(), partition)) {
+            return Ok(slot);
+        }
+        let slot = registry.len();
+        if slot >= MAX_SLOTS {
+            return Err(MirrorError::Other {
+                flow: self.name.clone(),
+                message: format!(
+                    "more than {MAX_SLOTS} source partitions assigned to one flow; split the flow's topics into several flows"
+                ),
+            });
+        }
+        registry.insert((topic.to_string(), partition), slot);
+        Ok(slot)
+    }
+
+    fn positions(&self, partitions: &TopicPartitionList) -> TopicPartitionList {
+        let registry = self.registry.lock().unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for elem in partitions.elements() {
+            if let Some(&slot) = registry.get(&(elem.topic().to_string(), elem.partition())) {
+                if let Some(pos) = self.slots[slot].safe_position() {
+                    let _ = tpl.add_partition_offset(elem.topic(), elem.partition(), Offset::Offset(pos));
+                }
+            }
+        }
+        tpl
+    }
+
+    fn refuse(&self, error: MirrorError) {
+        let mut refused = self.refused.lock().unwrap();
+        if refused.is_none() {
+            tracing::error!(flow = %self.name, "{error}");
+            *refused = Some(error);
+        }
+        self.has_refusal.store(true, Ordering::SeqCst);
+    }
+
+    /// Source offsets acknowledged per partition, for status and tests.
+    pub fn acknowledged(&self) -> Vec<(String, i32, i64)> {
+        let registry = self.registry.lock().unwrap();
+        let mut out: Vec<_> = registry
+            .iter()
+            .filter_map(|((t, p), &slot)| self.slots[slot].safe_position().map(|o| (t.clone(), *p, o)))
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+fn pack(slot: usize, offset: i64) -> usize {
+    ((slot as u64) << OFFSET_BITS | offset as u64) as usize
+}
+
+fn unpack(opaque: usize) -> (usize, i64) {
+    let word = opaque as u64;
+    ((word >> OFFSET_BITS) as usize, (word & ((1u64 << OFFSET_BITS) - 1)) as i64)
+}
+
+/// Receives the target's acknowledgements (librdkafka's delivery reports).
+pub struct DeliveryTracker {
+    shared: Arc<FlowShared>,
+}
+
+impl ClientContext for DeliveryTracker {}
+
+impl ProducerContext for DeliveryTracker {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
+        let (slot_index, source_offset) = unpack(opaque);
+        let slot = &self.shared.slots[slot_index];
+        match result {
+            Ok(message) => {
+                // The idempotent producer reports each partition's records in the order
+                // they were sent, so the newest acknowledgement covers all before it,
+                // unless an earlier record was refused.
+                if !slot.failed.load(Ordering::SeqCst) {
+                    slot.last_target_offset.store(message.offset(), Ordering::SeqCst);
+                    slot.acked_next.store(source_offset + 1, Ordering::SeqCst);
+                }
+                if let Some(m) = slot.metrics.get() {
+                    m.record_acknowledged(message.payload_len() + message.key().map_or(0, <[u8]>::len), message.timestamp());
+                }
+            }
+            Err((error, message)) => {
+                slot.failed.store(true, Ordering::SeqCst);
+                let hint = match error.rdkafka_error_code() {
+                    Some(RDKafkaErrorCode::MessageSizeTooLarge) => format!(
+                        "Raise `max.message.bytes` of topic `{}` on the target (and the broker's \
+                         `message.max.bytes` if needed).",
+                        message.topic()
+                    ),
+                    Some(RDKafkaErrorCode::TopicAuthorizationFailed) => {
+                        "Grant strait WRITE on the target topic.".to_string()
+                    }
+                    _ => String::new(),
+                };
+                let source_topic = self.shared.source_topic_of(slot_index).unwrap_or_else(|| message.topic().to_string());
+                self.shared.refuse(MirrorError::Refused {
+                    flow: self.shared.name.clone(),
+                    topic: source_topic,
+                    partition: message.partition(),
+                    offset: source_offset,
+                    reason: error.to_string(),
+                    hint,
+                });
+            }
+        }
+        slot.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl FlowShared {
+    fn source_topic_of(&self, slot: usize) -> Option<String> {
+        let registry = self.registry.lock().unwrap();
+        registry.iter().find(|(_, &s)| s == slot).map(|((t, _), _)| t.clone())
+    }
+}
+
+/// Drains and commits before partitions move to another instance.
+pub struct RebalanceHandler {
+    shared: Arc<FlowShared>,
+}
+
+impl ClientContext for RebalanceHandler {}
+
+impl ConsumerContext for RebalanceHandler {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(partitions) if partitions.count() > 0 => {
+                if let Some(producer) = self.shared.producer.get() {
+                    if let Err(e) = producer.flush(DRAIN_TIMEOUT) {
+                        tracing::warn!(flow = %self.shared.name, "revoke: target did not acknowledge all in-flight records within {DRAIN_TIMEOUT:?} ({e}); the next owner re-sends them");
+                    }
+                }
+                let positions = self.shared.positions(partitions);
+                if positions.count() > 0 {
+                    if let Err(e) = consumer.commit(&positions, CommitMode::Sync) {
+                        tracing::warn!(flow = %self.shared.name, "revoke: committing progress failed: {e}");
+                    }
+                }
+                tracing::info!(flow = %self.shared.name, partitions = partitions.count(), "partitions revoked after draining");
+            }
+            _ => {}
+        }
+        self.shared.rebalanced.store(true, Ordering::SeqCst);
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(partitions) = rebalance {
+            for elem in partitions.elements() {
+                match self.shared.slot_for(elem.topic(), elem.partition()) {
+                    Ok(slot) => self.shared.slots[slot].reset(),
+                    Err(e) => self.shared.refuse(e),
+                }
+            }
+            if partitions.count() > 0 {
+                tracing::info!(flow = %self.shared.name, partitions = partitions.count(), "partitions assigned");
+            }
+        }
+        self.shared.rebalanced.store(true, Ordering::SeqCst);
+    }
+
+    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            self.shared.commit_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(flow = %self.shared.name, "committing progress failed (retried at the next interval): {e}");
+        }
+    }
+}
+
+/// Where records of one source topic go, as the loop sees it.
+struct TopicRoute {
+    target_topic: String,
+    target_partitions: i32,
+    /// Slot per source partition, filled as partitions are assigned.
+    slots: Vec<Option<usize>>,
+}
+
+/// A running flow: its thread and the handle to stop it.
+pub struct FlowHandle {
+    pub shared: Arc<FlowShared>,
+    thread: std::thread::JoinHandle<Result<(), MirrorError>>,
+}
+
+impl FlowHandle {
+    /// Waits for the flow's thread (after shutdown was signalled) and returns its result.
+    pub fn join(self) -> Result<(), MirrorError> {
+        self.thread.join().unwrap_or_else(|_| {
+            Err(MirrorError::Other { flow: self.shared.name.clone(), message: "flow thread panicked".into() })
+        })
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+}
+
+/// Starts a flow's data path on its own thread. It follows `routes` (published by topic
+/// sync) and stops, after draining, when `shutdown` becomes true.
+pub fn start(
+    flow: &FlowConfig,
+    source: &Cluster,
+    target: &Cluster,
+    routes: watch::Receiver<Routes>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<FlowHandle, MirrorError> {
+    let name = flow.name();
+    let shared = FlowShared::new(name.clone());
+    let client_err = |what, e: KafkaError| MirrorError::Client { flow: name.clone(), what, reason: e.to_string() };
+    let producer: ThreadedProducer<DeliveryTracker> = target
+        .producer_config(flow.max_in_flight_bytes)
+        .create_with_context(DeliveryTracker { shared: shared.clone() })
+        .map_err(|e| client_err("the target producer", e))?;
+    let producer = Arc::new(producer);
+    let _ = shared.producer.set(producer.clone());
+    let consumer: BaseConsumer<RebalanceHandler> = source
+        .consumer_config(&flow.consumer_group())
+        .create_with_context(RebalanceHandler { shared: shared.clone() })
+        .map_err(|e| client_err("the source consumer", e))?;
+
+    let mut flow_loop = FlowLoop {
+        shared: shared.clone(),
+        consumer,
+        producer: producer.clone(),
+        forwarder: Forwarder {
+            shared: shared.clone(),
+            producer,
+            table: HashMap::new(),
+            identity: (flow.rename == RenamePolicy::Identity)
+                .then(|| (flow.provenance_header.clone(), flow.source.clone(), flow.target.clone())),
+            flow_name: name.clone(),
+        },
+        routes,
+        shutdown,
+        subscribed: Vec::new(),
+        pending: None,
+        backlog: VecDeque::new(),
+        paused: false,
+        commit_interval: flow.commit_interval(),
+        last_commit: Instant::now(),
+        last_committed: HashMap::new(),
+        flow_name: name.clone(),
+    };
+    let thread = std::thread::Builder::new()
+        .name(format!("flow {name}"))
+        .spawn(move || flow_loop.run())
+        .map_err(|e| MirrorError::Other { flow: name.clone(), message: format!("cannot start thread: {e}") })?;
+    Ok(FlowHandle { shared, thread })
+}
+
+/// What became of a record handed to [`FlowLoop::forward`].
+enum Forwarded {
+    Sent,
+    /// A loop in active/active `identity` mode: the record came from the target.
+    SkippedLoop,
+    /// The producer queue is full, or the target partition does not exist yet.
+    MustWait,
+}
+
+/// Turns source records into target records. Kept apart from the consumer so that a
+/// record borrowed from the consumer can be forwarded without copying it.
+struct Forwarder {
+    shared: Arc<FlowShared>,
+    producer: Arc<ThreadedProducer<DeliveryTracker>>,
+    table: HashMap<String, TopicRoute>,
+    /// With `rename = "identity"`: (header name, source alias, target alias).
+    identity: Option<(String, String, String)>,
+    flow_name: String,
+}
+
+impl Forwarder {
+    /// Hands one record to the producer.
+    fn forward<M: Message>(&mut self, message: &M) -> Result<Forwarded, MirrorError> {
+        let topic = message.topic();
+        let partition = message.partition();
+        let offset = message.offset();
+        let slot_index = match self.table.get(topic) {
+            // A topic no longer routed (excluded meanwhile): the subscription change
+            // revokes it; never store progress past it.
+            None => return Ok(Forwarded::MustWait),
+            // The target has not got this partition yet; topic sync adds it shortly.
+            Some(route) if partition >= route.target_partitions => return Ok(Forwarded::MustWait),
+            Some(route) => match route.slots.get(partition as usize).copied().flatten() {
+                Some(s) => s,
+                None => {
+                    let s = self.shared.slot_for(topic, partition)?;
+                    self.register_slot(topic, partition, s);
+                    s
+                }
+            },
+        };
+        let route = &self.table[topic];
+        let slot = &self.shared.slots[slot_index];
+        if offset > MAX_PACKED_OFFSET {
+            return Err(MirrorError::Other {
+                flow: self.flow_name.clone(),
+                message: format!("offset {offset} of {topic}[{partition}] exceeds the supported 2^{OFFSET_BITS}"),
+            });
+        }
+
+        let mut headers = None;
+        if let Some(source_headers) = message.headers() {
+            let mut owned = OwnedHeaders::new_with_capacity(source_headers.count() + 1);
+            for header in source_headers.iter() {
+                owned = owned.insert(header);
+            }
+            headers = Some(owned);
+        }
+        if let Some((header_name, source_alias, target_alias)) = &self.identity {
+            let origin = message
+                .headers()
+                .and_then(|h| h.iter().find(|h| h.key == header_name.as_str()).and_then(|h| h.value));
+            match origin {
+                Some(origin) if origin == target_alias.as_bytes() => {
+                    slot.fetched_next.store(offset + 1, Ordering::SeqCst);
+                    return Ok(Forwarded::SkippedLoop);
+                }
+                Some(_) => {}
+                None => {
+                    let owned = headers.take().unwrap_or_else(|| OwnedHeaders::new_with_capacity(1));
+                    headers = Some(owned.insert(Header { key: header_name, value: Some(source_alias.as_bytes()) }));
+                }
+            }
+        }
+
+        let mut record: BaseRecord<'_, [u8], [u8], usize> =
+            BaseRecord::with_opaque_to(&route.target_topic, pack(slot_index, offset)).partition(partition);
+        if let Some(key) = message.key() {
+            record = record.key(key);
+        }
+        if let Some(payload) = message.payload() {
+            record = record.payload(payload);
+        }
+        if let Some(ms) = message.timestamp().to_millis() {
+            record = record.timestamp(ms);
+        }
+        if let Some(h) = headers {
+            record = record.headers(h);
+        }
+        slot.in_flight.fetch_add(1, Ordering::SeqCst);
+        match self.producer.send(record) {
+            Ok(()) => {
+                slot.fetched_next.store(offset + 1, Ordering::SeqCst);
+                Ok(Forwarded::Sent)
+            }
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                slot.in_flight.fetch_sub(1, Ordering::SeqCst);
+                Ok(Forwarded::MustWait)
+            }
+            Err((KafkaError::MessageProduction(
+                RDKafkaErrorCode::UnknownPartition | RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic,
+            ), _)) => {
+                // Topic sync has just created the topic or partition, and the producer's
+                // metadata has not caught up yet: refresh it and try again shortly.
+                slot.in_flight.fetch_sub(1, Ordering::SeqCst);
+                let target_topic = route.target_topic.clone();
+                let _ = self.producer.client().fetch_metadata(Some(&target_topic), Duration::from_secs(5));
+                Ok(Forwarded::MustWait)
+            }
+            Err((e, _)) => {
+                slot.in_flight.fetch_sub(1, Ordering::SeqCst);
+                Err(MirrorError::Refused {
+                    flow: self.flow_name.clone(),
+                    topic: topic.to_string(),
+                    partition,
+                    offset,
+                    reason: e.to_string(),
+                    hint: String::new(),
+                })
+            }
+        }
+    }
+
+    fn register_slot(&mut self, topic: &str, partition: i32, slot: usize) {
+        if let Some(route) = self.table.get_mut(topic) {
+            let p = partition as usize;
+            if route.slots.len() <= p {
+                route.slots.resize(p + 1, None);
+            }
+            route.slots[p] = Some(slot);
+            let _ = self.shared.slots[slot].metrics.set(FlowMetrics::new(&self.flow_name, topic));
+        }
+    }
+
+}
+
+struct FlowLoop {
+    shared: Arc<FlowShared>,
+    consumer: BaseConsumer<RebalanceHandler>,
+    producer: Arc<ThreadedProducer<DeliveryTracker>>,
+    forwarder: Forwarder,
+    routes: watch::Receiver<Routes>,
+    shutdown: watch::Receiver<bool>,
+    subscribed: Vec<String>,
+    /// The record that could not be sent yet; sent before anything else.
+    pending: Option<OwnedMessage>,
+    /// Records fetched while paused, in fetch order; sent after `pending`.
+    backlog: VecDeque<OwnedMessage>,
+    paused: bool,
+    commit_interval: Duration,
+    last_commit: Instant,
+    last_committed: HashMap<usize, i64>,
+    flow_name: String,
+}
+
+impl FlowLoop {
+    fn run(&mut self) -> Result<(), MirrorError> {
+        tracing::info!(flow = %self.flow_name, "data path started");
+        let result = self.run_until_shutdown();
+        // Whatever ended the loop, leave only acknowledged progress behind.
+        self.drain_and_commit();
+        self.consumer.unsubscribe();
+        tracing::info!(flow = %self.flow_name, "data path stopped");
+        result
+    }
+
+    fn run_until_shutdown(&mut self) -> Result<(), MirrorError> {
+        self.apply_routes()?;
+        loop {
+            if *self.shutdown.borrow() {
+                return Ok(());
+            }
+            if self.shared.has_refusal.load(Ordering::SeqCst) {
+                let error = self.shared.refused.lock().unwrap().take();
+                return Err(error.unwrap_or_else(|| MirrorError::Other {
+                    flow: self.flow_name.clone(),
+                    message: "stopped after a refused record".into(),
+                }));
+            }
+            if self.routes.has_changed().unwrap_or(false) {
+                self.apply_routes()?;
+            }
+            self.send_waiting()?;
+
+            match self.consumer.poll(POLL_INTERVAL) {
+                None => {}
+                Some(Ok(message)) => {
+                    if self.pending.is_some() || !self.backlog.is_empty() {
+                        self.backlog.push_back(message.detach());
+                    } else {
+                        match self.forwarder.forward(&message)? {
+                            Forwarded::Sent | Forwarded::SkippedLoop => {}
+                            Forwarded::MustWait => {
+                                self.pending = Some(message.detach());
+                                self.pause_all();
+                            }
+                        }
+                    }
+                }
+                Some(Err(e)) => {
+                    metrics::source_error(&self.flow_name);
+                    tracing::warn!(flow = %self.flow_name, "source consumer: {e}");
+                }
+            }
+            if self.shared.rebalanced.swap(false, Ordering::SeqCst) {
+                self.after_rebalance();
+            }
+            if self.last_commit.elapsed() >= self.commit_interval {
+                self.commit(CommitMode::Async);
+            }
+        }
+    }
+
+    /// Sends the pending record and the backlog, in order, as far as the target takes them.
+    fn send_waiting(&mut self) -> Result<(), MirrorError> {
+        while let Some(message) = self.pending.take().or_else(|| self.backlog.pop_front()) {
+            match self.forwarder.forward(&message)? {
+                Forwarded::Sent | Forwarded::SkippedLoop => {}
+                Forwarded::MustWait => {
+                    self.pending = Some(message);
+                    return Ok(());
+                }
+            }
+        }
+        if self.paused {
+            self.resume_all();
+        }
+        Ok(())
+    }
+
+    fn pause_all(&mut self) {
+        if let Ok(assignment) = self.consumer.assignment() {
+            if self.consumer.pause(&assignment).is_ok() {
+                self.paused = true;
+                metrics::flow_paused(&self.flow_name, true);
+                tracing::debug!(flow = %self.flow_name, "target busy or not ready: fetching paused");
+            }
+        }
+    }
+
+    fn resume_all(&mut self) {
+        if let Ok(assignment) = self.consumer.assignment() {
+            if self.consumer.resume(&assignment).is_ok() {
+                self.paused = false;
+                metrics::flow_paused(&self.flow_name, false);
+                tracing::debug!(flow = %self.flow_name, "fetching resumed");
+            }
+        }
+    }
+
+    /// Partitions moved: forget records of partitions this instance no longer owns (the
+    /// new owner reads them from the committed position), and refresh slot lookups.
+    fn after_rebalance(&mut self) {
+        let assignment = self.consumer.assignment().unwrap_or_default();
+        let owned: std::collections::HashSet<(String, i32)> =
+            assignment.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+        let keep = |m: &OwnedMessage| owned.contains(&(m.topic().to_string(), m.partition()));
+        if self.pending.as_ref().is_some_and(|m| !keep(m)) {
+            self.pending = None;
+        }
+        self.backlog.retain(keep);
+        let registry = self.shared.registry.lock().unwrap().clone();
+        for ((topic, partition), slot) in registry {
+            self.forwarder.register_slot(&topic, partition, slot);
+        }
+        if self.paused && self.pending.is_none() && self.backlog.is_empty() {
+            self.resume_all();
+        } else if self.paused {
+            // Newly assigned partitions start unpaused; keep order by pausing them too.
+            self.pause_all();
+        }
+    }
+
+    /// Follows topic sync: new routes, more partitions, and the subscription.
+    fn apply_routes(&mut self) -> Result<(), MirrorError> {
+        let routes = self.routes.borrow_and_update().clone();
+        for route in routes.values() {
+            let entry = self.forwarder.table.entry(route.source_topic.clone()).or_insert_with(|| TopicRoute {
+                target_topic: route.target_topic.clone(),
+                target_partitions: 0,
+                slots: Vec::new(),
+            });
+            entry.target_partitions = route.target_partitions as i32;
+        }
+        self.forwarder.table.retain(|topic, _| routes.contains_key(topic));
+        let registry = self.shared.registry.lock().unwrap().clone();
+        for ((topic, partition), slot) in registry {
+            self.forwarder.register_slot(&topic, partition, slot);
+        }
+        let mut topics: Vec<String> = routes.keys().cloned().collect();
+        topics.sort();
+        if topics != self.subscribed {
+            if topics.is_empty() {
+                self.consumer.unsubscribe();
+            } else {
+                let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+                self.consumer.subscribe(&names).map_err(|e| MirrorError::Other {
+                    flow: self.flow_name.clone(),
+                    message: format!("subscribing to {names:?}: {e}"),
+                })?;
+            }
+            tracing::info!(flow = %self.flow_name, topics = ?topics, "mirroring topics");
+            self.subscribed = topics;
+        }
+        Ok(())
+    }
+
+    /// Commits, per owned partition, the position up to which the target has everything.
+    fn commit(&mut self, mode: CommitMode) {
+        self.last_commit = Instant::now();
+        let Ok(assignment) = self.consumer.assignment() else { return };
+        let registry = self.shared.registry.lock().unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for elem in assignment.elements() {
+            let Some(&slot) = registry.get(&(elem.topic().to_string(), elem.partition())) else { continue };
+            let Some(position) = self.shared.slots[slot].safe_position() else { continue };
+            if self.last_committed.get(&slot) != Some(&position) {
+                let _ = tpl.add_partition_offset(elem.topic(), elem.partition(), Offset::Offset(position));
+                self.last_committed.insert(slot, position);
+            }
+        }
+        drop(registry);
+        if tpl.count() > 0 {
+            if let Err(e) = self.consumer.commit(&tpl, mode) {
+                // Forget what we thought was committed so the next interval retries.
+                self.last_committed.clear();
+                tracing::warn!(flow = %self.flow_name, "committing progress: {e}");
+            }
+        }
+    }
+
+    fn drain_and_commit(&mut self) {
+        if let Err(e) = self.producer.flush(DRAIN_TIMEOUT) {
+            tracing::warn!(flow = %self.flow_name, "shutdown: target did not acknowledge all in-flight records within {DRAIN_TIMEOUT:?} ({e}); they are re-sent at the next start");
+        }
+        self.last_committed.clear();
+        self.commit(CommitMode::Sync);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opaque_packs_slot_and_offset() {
+        for (slot, offset) in [(0, 0), (1, 42), (MAX_SLOTS - 1, MAX_PACKED_OFFSET), (7, 1 << 40)] {
+            assert_eq!(unpack(pack(slot, offset)), (slot, offset));
+        }
+    }
+
+    #[test]
+    fn safe_position_waits_for_in_flight_records() {
+        let slot = PartitionSlot::default();
+        slot.reset();
+        assert_eq!(slot.safe_position(), None);
+        slot.in_flight.store(2, Ordering::SeqCst);
+        slot.fetched_next.store(10, Ordering::SeqCst);
+        slot.acked_next.store(8, Ordering::SeqCst);
+        assert_eq!(slot.safe_position(), Some(8));
+        slot.in_flight.store(0, Ordering::SeqCst);
+        assert_eq!(slot.safe_position(), Some(10));
+        slot.failed.store(true, Ordering::SeqCst);
+        assert_eq!(slot.safe_position(), Some(8), "never pass a refused record");
+    }
+}

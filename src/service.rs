@@ -1,0 +1,155 @@
+//! `strait run`: starts every flow's topic sync and data path, serves the admin endpoint,
+//! and shuts all of it down in order.
+//!
+//! Shutdown, spelled out: a signal (or a flow that stopped on an error) flips the shared
+//! `shutdown` watch to true. Topic sync tasks stop at their next wait; each data-path
+//! thread stops fetching, flushes what is in flight to the target, commits the
+//! acknowledged progress and leaves its consumer group; the admin endpoint stops last.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::admin_http::{self, AdminState, FlowView};
+use crate::cluster::Cluster;
+use crate::config::{Config, FlowConfig};
+use crate::metrics;
+use crate::mirror::{self, MirrorError};
+use crate::topic_sync::{self, Routes};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("admin endpoint: cannot listen on {addr}: {reason} (set [admin] listen to a free address)")]
+    AdminListen { addr: String, reason: String },
+    #[error(transparent)]
+    Flow(#[from] MirrorError),
+}
+
+/// Runs until `shutdown` turns true or a flow fails; returns the first flow error.
+pub async fn run(config: Config, shutdown_tx: watch::Sender<bool>) -> Result<(), ServiceError> {
+    let prometheus = match metrics::install() {
+        Ok(handle) => Some(handle),
+        Err(e) => {
+            // Only possible when a recorder is already installed (tests running several
+            // services in one process); metrics then go to that recorder.
+            tracing::debug!("metrics recorder not installed: {e}");
+            None
+        }
+    };
+    let listen = config.admin_listen();
+    let listener = admin_http::bind(listen)
+        .await
+        .map_err(|e| ServiceError::AdminListen { addr: listen.to_string(), reason: e.to_string() })?;
+    tracing::info!("admin endpoint on http://{}", listener.local_addr().map(|a| a.to_string()).unwrap_or_default());
+
+    let mut flows = Vec::new();
+    let mut views = Vec::new();
+    let mut sync_tasks = Vec::new();
+    for flow in &config.flows {
+        let source = Cluster::new(&flow.source, config.cluster(&flow.source));
+        let target = Cluster::new(&flow.target, config.cluster(&flow.target));
+        let (routes_tx, routes_rx) = watch::channel(Routes::default());
+        sync_tasks.push(tokio::spawn(sync_topics(
+            flow.clone(),
+            source.clone(),
+            target.clone(),
+            routes_tx,
+            shutdown_tx.subscribe(),
+        )));
+        let handle = match mirror::start(flow, &source, &target, routes_rx, shutdown_tx.subscribe()) {
+            Ok(h) => h,
+            Err(e) => {
+                let _ = shutdown_tx.send(true);
+                return Err(e.into());
+            }
+        };
+        let up = Arc::new(AtomicBool::new(true));
+        metrics::flow_up(&flow.name(), true);
+        views.push(FlowView { shared: handle.shared.clone(), up: up.clone() });
+        flows.push((flow.name(), handle, up));
+    }
+
+    let state = Arc::new(AdminState { metrics: prometheus, flows: views });
+    let admin = tokio::spawn(admin_http::serve(listener, state, shutdown_tx.subscribe()));
+
+    // Watch the flows: one that ends on its own has failed; stop everything then.
+    let mut shutdown_rx = shutdown_tx.subscribe();
+    loop {
+        if *shutdown_rx.borrow() {
+            break;
+        }
+        if flows.iter().any(|(_, h, _)| h.is_finished()) {
+            let _ = shutdown_tx.send(true);
+            break;
+        }
+        tokio::select! {
+            _ = shutdown_rx.changed() => {}
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+
+    let mut first_error = None;
+    for (name, handle, up) in flows {
+        let result = tokio::task::spawn_blocking(move || handle.join()).await.expect("join task panicked");
+        up.store(false, Ordering::SeqCst);
+        metrics::flow_up(&name, false);
+        if let Err(e) = result {
+            first_error.get_or_insert(e);
+        }
+    }
+    for task in sync_tasks {
+        let _ = task.await;
+    }
+    let _ = admin.await;
+    match first_error {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
+/// Topic sync for one flow: compare, apply, publish the ready routes, wait, repeat.
+/// Errors are reported and retried at the next refresh; they never stop the data path.
+async fn sync_topics(
+    flow: FlowConfig,
+    source: Cluster,
+    target: Cluster,
+    routes: watch::Sender<Routes>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let name = flow.name();
+    loop {
+        match topic_sync::plan(&flow, &source, &target).await {
+            Ok(plan) => {
+                if !plan.is_empty() {
+                    tracing::info!(flow = %name, "topic sync:\n{plan}");
+                }
+                let (ready, errors) = topic_sync::apply(&plan, &target).await;
+                metrics::topic_sync_change(&name, "create", plan.create.len());
+                metrics::topic_sync_change(&name, "partitions", plan.add_partitions.len());
+                metrics::topic_sync_change(&name, "config", plan.config_changes.len());
+                for e in errors {
+                    metrics::error(&name, "topic_sync");
+                    tracing::warn!(flow = %name, "topic sync: {e}");
+                }
+                routes.send_if_modified(|current| {
+                    if **current != ready {
+                        *current = Arc::new(ready);
+                        true
+                    } else {
+                        false
+                    }
+                });
+            }
+            Err(e) => {
+                metrics::error(&name, "topic_sync");
+                tracing::warn!(flow = %name, "topic sync: {e} (retrying in {:?})", flow.refresh_interval());
+            }
+        }
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => return,
+            _ = tokio::time::sleep(flow.refresh_interval()) => {}
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! Keeps target topics in step with their source topics: creation, partition count, and
+//! topic configs. `strait plan` prints the same [`TopicPlan`] that `strait run` applies.
+//!
+//! Each refresh compares the clusters afresh instead of remembering what was done, so a
+//! restarted or second instance converges on the same state, and a change made by hand
+//! on the target (say, a config) is corrected at the next refresh.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::admin::{
+    AdminOptions, ConfigSource, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
+};
+use rdkafka::error::RDKafkaErrorCode;
+
+use crate::cluster::{Cluster, ClusterError};
+use crate::config::FlowConfig;
+use crate::kafka_ext;
+use crate::naming::{Skip, TopicSelector};
+
+/// Topic configs never copied: they describe the source cluster's operation, not the
+/// data (MirrorMaker 2 excludes the same), or copying them would change what the target
+/// stores (`message.timestamp.type=LogAppendTime` would overwrite mirrored timestamps).
+const CONFIGS_NOT_SYNCED: &[&str] = &[
+    "follower.replication.throttled.replicas",
+    "leader.replication.throttled.replicas",
+    "min.insync.replicas",
+    "unclean.leader.election.enable",
+];
+const CONFIG_PREFIXES_NOT_SYNCED: &[&str] = &["message.timestamp."];
+
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A source topic the flow mirrors, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub source_topic: String,
+    pub target_topic: String,
+    pub source_partitions: usize,
+    /// Partitions that exist on the target now (after this refresh's changes, if applied).
+    pub target_partitions: usize,
+}
+
+/// The routes of a flow, published by topic sync to the data path after each refresh.
+pub type Routes = Arc<BTreeMap<String, Route>>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateTopic {
+    pub name: String,
+    pub partitions: usize,
+    pub replication_factor: Option<i32>,
+    pub configs: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddPartitions {
+    pub topic: String,
+    pub from: usize,
+    pub to: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigChange {
+    pub topic: String,
+    pub key: String,
+    pub from: Option<String>,
+    pub to: String,
+}
+
+/// What a flow needs changed on its target; empty when in sync.
+#[derive(Debug, Clone, Default)]
+pub struct TopicPlan {
+    pub flow: String,
+    pub target: String,
+    pub routes: BTreeMap<String, Route>,
+    pub skipped: Vec<(String, Skip)>,
+    pub create: Vec<CreateTopic>,
+    pub add_partitions: Vec<AddPartitions>,
+    pub config_changes: Vec<ConfigChange>,
+}
+
+impl TopicPlan {
+    pub fn is_empty(&self) -> bool {
+        self.create.is_empty() && self.add_partitions.is_empty() && self.config_changes.is_empty()
+    }
+}
+
+/// Compares a flow's source and target and returns what must change. Reads only.
+pub async fn plan(flow: &FlowConfig, source: &Cluster, target: &Cluster) -> Result<TopicPlan, ClusterError> {
+    let selector = TopicSelector::new(flow);
+    let source_topics = list_topics(source).await?;
+    let target_topics: HashMap<String, usize> = list_topics(target).await?.into_iter().collect();
+
+    let mut plan = TopicPlan { flow: flow.name(), target: flow.target.clone(), ..Default::default() };
+    let mut selected = Vec::new();
+    for (topic, partitions) in source_topics {
+        match selector.select(&topic) {
+            Ok(()) => selected.push((topic, partitions)),
+            Err(Skip::NotSelected) => {}
+            Err(why) => plan.skipped.push((topic, why)),
+        }
+    }
+
+    let source_configs = if flow.sync_topic_configs {
+        describe_synced_configs(source, selected.iter().map(|(t, _)| t.clone()).collect()).await?
+    } else {
+        HashMap::new()
+    };
+    let existing: Vec<String> = selected
+        .iter()
+        .map(|(t, _)| selector.target_topic(t))
+        .filter(|t| target_topics.contains_key(t))
+        .collect();
+    let target_configs = if flow.sync_topic_configs {
+        describe_synced_configs(target, existing).await?
+    } else {
+        HashMap::new()
+    };
+
+    for (topic, partitions) in selected {
+        let target_topic = selector.target_topic(&topic);
+        let wanted = source_configs.get(&topic).cloned().unwrap_or_default();
+        match target_topics.get(&target_topic) {
+            None => plan.create.push(CreateTopic {
+                name: target_topic.clone(),
+                partitions,
+                replication_factor: flow.replication_factor,
+                configs: wanted,
+            }),
+            Some(&have) => {
+                if have < partitions {
+                    plan.add_partitions.push(AddPartitions { topic: target_topic.clone(), from: have, to: partitions });
+                }
+                let current = target_configs.get(&target_topic);
+                for (key, value) in wanted {
+                    let now = current.and_then(|c| c.get(&key)).cloned();
+                    if now.as_deref() != Some(value.as_str()) {
+                        plan.config_changes.push(ConfigChange {
+                            topic: target_topic.clone(),
+                            key,
+                            from: now,
+                            to: value,
+                        });
+                    }
+                }
+            }
+        }
+        let target_partitions = target_topics.get(&target_topic).copied().unwrap_or(0);
+        plan.routes.insert(
+            topic.clone(),
+            Route { source_topic: topic, target_topic, source_partitions: partitions, target_partitions },
+        );
+    }
+    Ok(plan)
+}
+
+/// Carries out a plan on the target. Returns the routes whose target topics are ready;
+/// a topic whose change failed keeps its old partition count (or is left out if it could
+/// not be created), and the error is returned for the caller to report and retry.
+pub async fn apply(plan: &TopicPlan, target: &Cluster) -> (BTreeMap<String, Route>, Vec<ClusterError>) {
+    let mut routes = plan.routes.clone();
+    let mut errors = Vec::new();
+    let admin = match target.admin() {
+        Ok(a) => a,
+        Err(e) => return (BTreeMap::new(), vec![e]),
+    };
+    let opts = AdminOptions::new().request_timeout(Some(ADMIN_TIMEOUT)).operation_timeout(Some(ADMIN_TIMEOUT));
+
+    if !plan.create.is_empty() {
+        let new_topics: Vec<NewTopic> = plan
+            .create
+            .iter()
+            .map(|c| {
+                let rf = TopicReplication::Fixed(c.replication_factor.unwrap_or(-1));
+                let mut t = NewTopic::new(&c.name, c.partitions as i32, rf);
+                for (k, v) in &c.configs {
+                    t = t.set(k, v);
+                }
+                t
+            })
+            .collect();
+        match admin.create_topics(new_topics.iter(), &opts).await {
+            Ok(results) => {
+                for result in results {
+                    match result {
+                        Ok(name) => set_ready(&mut routes, &name, plan),
+                        // Another instance of the same flow created it first.
+                        Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => set_ready(&mut routes, &name, plan),
+                        Err((name, code)) => {
+                            errors.push(target.request_error(format!("creating topic `{name}`"), code));
+                        }
+                    }
+                }
+            }
+            Err(e) => errors.push(target.request_error("creating topics", e)),
+        }
+    }
+
+    if !plan.add_partitions.is_empty() {
+        let parts: Vec<NewPartitions> =
+            plan.add_partitions.iter().map(|a| NewPartitions::new(&a.topic, a.to)).collect();
+        match admin.create_partitions(parts.iter(), &opts).await {
+            Ok(results) => {
+                for result in results {
+                    match result {
+                        Ok(name) => set_ready(&mut routes, &name, plan),
+                        Err((name, code)) => errors.push(
+                            target.request_error(format!("adding partitions to `{name}`"), code),
+                        ),
+                    }
+                }
+            }
+            Err(e) => errors.push(target.request_error("adding partitions", e)),
+        }
+    }
+
+    let mut by_topic: BTreeMap<&str, Vec<(String, String)>> = BTreeMap::new();
+    for change in &plan.config_changes {
+        by_topic.entry(&change.topic).or_default().push((change.key.clone(), change.to.clone()));
+    }
+    for (topic, set) in by_topic {
+        let admin_client = admin.inner();
+        let result = tokio::task::block_in_place(|| {
+            kafka_ext::incremental_set_topic_configs(admin_client, topic, &set, ADMIN_TIMEOUT)
+        });
+        if let Err(e) = result {
+            errors.push(target.request_error(format!("updating configs of `{topic}`"), e));
+        }
+    }
+
+    // Routes whose target topic still does not exist cannot carry records yet.
+    routes.retain(|_, r| r.target_partitions > 0);
+    (routes, errors)
+}
+
+fn set_ready(routes: &mut BTreeMap<String, Route>, target_topic: &str, plan: &TopicPlan) {
+    let wanted = plan
+        .create
+        .iter()
+        .map(|c| (c.name.as_str(), c.partitions))
+        .chain(plan.add_partitions.iter().map(|a| (a.topic.as_str(), a.to)));
+    let partitions = wanted.filter(|(n, _)| *n == target_topic).map(|(_, p)| p).max();
+    if let Some(partitions) = partitions {
+        for route in routes.values_mut().filter(|r| r.target_topic == target_topic) {
+            route.target_partitions = route.target_partitions.max(partitions);
+        }
+    }
+}
+
+async fn list_topics(cluster: &Cluster) -> Result<Vec<(String, usize)>, ClusterError> {
+    let cluster = cluster.clone();
+    tokio::task::spawn_blocking(move || {
+        let client = cluster.metadata_client()?;
+        cluster.topics(&client, ADMIN_TIMEOUT)
+    })
+    .await
+    .expect("metadata task panicked")
+}
+
+/// The configs of each topic that are set on the topic itself and are worth copying.
+async fn describe_synced_configs(
+    cluster: &Cluster,
+    topics: Vec<String>,
+) -> Result<HashMap<String, BTreeMap<String, String>>, ClusterError> {
+    let mut out = HashMap::new();
+    if topics.is_empty() {
+        return Ok(out);
+    }
+    let admin = cluster.admin()?;
+    let opts = AdminOptions::new().request_timeout(Some(ADMIN_TIMEOUT));
+    let specs: Vec<ResourceSpecifier> = topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
+    let results = admin
+        .describe_configs(specs.iter(), &opts)
+        .await
+        .map_err(|e| cluster.request_error("describing topic configs", e))?;
+    for (topic, result) in topics.iter().zip(results) {
+        let resource = result.map_err(|e| cluster.request_error(format!("describing configs of `{topic}`"), e))?;
+        let configs = resource
+            .entries
+            .into_iter()
+            .filter(|e| e.source == ConfigSource::DynamicTopic && !e.is_read_only && !e.is_sensitive)
+            .filter(|e| is_synced_config(&e.name))
+            .filter_map(|e| Some((e.name, e.value?)))
+            .collect();
+        out.insert(topic.clone(), configs);
+    }
+    Ok(out)
+}
+
+pub fn is_synced_config(name: &str) -> bool {
+    !CONFIGS_NOT_SYNCED.contains(&name) && !CONFIG_PREFIXES_NOT_SYNCED.iter().any(|p| name.starts_with(p))
+}
+
+impl std::fmt::Display for TopicPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "flow {} ({} topic(s) selected)", self.flow, self.routes.len())?;
+        if self.is_empty() {
+            writeln!(f, "  target `{}` is in sync; nothing to change", self.target)?;
+        }
+        for c in &self.create {
+            let rf = c.replication_factor.map(|r| r.to_string()).unwrap_or_else(|| "target default".into());
+            writeln!(f, "  + create topic {} on {} (partitions {}, replication factor {rf})", c.name, self.target, c.partitions)?;
+            for (k, v) in &c.configs {
+                writeln!(f, "      {k} = {v}")?;
+            }
+        }
+        for a in &self.add_partitions {
+            writeln!(f, "  ~ add partitions to {} on {}: {} -> {}", a.topic, self.target, a.from, a.to)?;
+        }
+        for c in &self.config_changes {
+            let from = c.from.as_deref().unwrap_or("(default)");
+            writeln!(f, "  ~ set config of {} on {}: {} = {} (was {from})", c.topic, self.target, c.key, c.to)?;
+        }
+        for (topic, why) in &self.skipped {
+            let why = match why {
+                Skip::Excluded => "excluded by topics_exclude",
+                Skip::Internal => "internal topic",
+                Skip::Cycle => "came from the target cluster (would loop)",
+                Skip::NotSelected => "not selected",
+            };
+            writeln!(f, "  - skip {topic}: {why}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operational_configs_are_not_synced() {
+        assert!(is_synced_config("retention.ms"));
+        assert!(is_synced_config("cleanup.policy"));
+        assert!(is_synced_config("max.message.bytes"));
+        assert!(!is_synced_config("min.insync.replicas"));
+        assert!(!is_synced_config("message.timestamp.type"));
+        assert!(!is_synced_config("message.timestamp.after.max.ms"));
+        assert!(!is_synced_config("leader.replication.throttled.replicas"));
+    }
+}
