@@ -1,0 +1,103 @@
+//! A target region outage, for real: eu-west is stopped and restarted. This binary holds
+//! one test so that nothing else runs while a cluster is down (cargo runs test binaries
+//! one after another).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Brings eu-west back even when an assertion fails, so later test binaries find it up.
+struct RestoreEuWest;
+
+impl Drop for RestoreEuWest {
+    fn drop(&mut self) {
+        let out = testbed_cmd(&["up", "eu-west"]);
+        if !out.status.success() {
+            eprintln!("could not restart eu-west: {}", stderr(&out));
+        }
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn metric(admin: &str, name: &str) -> Option<f64> {
+    let out = std::process::Command::new("curl").args(["-sf", &format!("http://{admin}/metrics")]).output().ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn target_outage_pauses_then_recovers_without_loss() {
+    testbed();
+    let topic = unique("outage");
+    create_topic(US_EAST, &topic, 3, &[]);
+    let admin_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let admin = format!("127.0.0.1:{admin_port}");
+    let cfg = config_with_flows(&format!(
+        "{}max_in_flight_bytes = 2097152\n",
+        flow("us-east", "eu-west", &topic, "prefix", &unique("strait"))
+    ))
+    .replace("127.0.0.1:0", &admin);
+    let (_dir, path) = write_config(&cfg);
+    let target_topic = format!("us-east.{topic}");
+    let mut strait = Strait::start(&path);
+    let first: Vec<Rec> = (0..3_000).map(|i| Rec::keyed(i % 3, &format!("a{i}"), &"x".repeat(200), now() + i as i64)).collect();
+    produce(US_EAST, &topic, &first);
+    wait_for_count(EU_WEST, &target_topic, first.len(), Duration::from_secs(60));
+
+    // The region goes down.
+    let _restore = RestoreEuWest;
+    let out = testbed_cmd(&["down", "eu-west"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // `strait check` names the unreachable region and exits 1.
+    let out = common::strait(&["check", "--config", repo_root().join("config/local.toml").to_str().unwrap(), "--timeout", "3"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).contains("cluster eu-west (127.0.0.1:29092): UNREACHABLE"), "{}", stdout(&out));
+    assert!(stderr(&out).contains("unreachable cluster(s): eu-west"), "{}", stderr(&out));
+
+    // Records keep arriving on the source: 40 MiB, far more than the 2 MiB in-flight bound.
+    let during: Vec<Rec> =
+        (0..20_000).map(|i| Rec::keyed(i % 3, &format!("b{i}"), &"y".repeat(2_000), now() + i as i64)).collect();
+    produce(US_EAST, &topic, &during);
+    let rss_before = rss_kib(strait.child.id());
+    std::thread::sleep(Duration::from_secs(8));
+    let rss_during = rss_kib(strait.child.id());
+    assert!(strait.is_running(), "strait must ride out a target outage:\n{}", strait.log_text());
+    assert_eq!(metric(&admin, "strait_flow_paused"), Some(1.0), "fetching should be paused while the target is down");
+    eprintln!("RSS before {rss_before} KiB, during outage {rss_during} KiB");
+    assert!(rss_during < 400 * 1024, "memory must stay bounded during an outage: {rss_during} KiB");
+
+    // The region comes back: strait resumes by itself and nothing is missing.
+    let back = Instant::now();
+    let out = testbed_cmd(&["up", "eu-west"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut all = first.clone();
+    all.extend(during);
+    let target = wait_for_count(EU_WEST, &target_topic, all.len(), Duration::from_secs(180));
+    eprintln!("caught up {:?} after eu-west returned", back.elapsed());
+    let (s, t) = (by_partition(&all), by_partition(&target));
+    for (p, want) in s {
+        let mut seen = std::collections::HashSet::new();
+        let firsts: Vec<Rec> = t[&p].iter().filter(|r| seen.insert(r.key.clone())).cloned().collect();
+        assert!(firsts == want, "partition {p}: records missing or out of order after the outage");
+    }
+    wait_for("fetching resumed", Duration::from_secs(30), || (metric(&admin, "strait_flow_paused") == Some(0.0)).then_some(()));
+    let (status, _) = strait.terminate();
+    assert!(status.success());
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
