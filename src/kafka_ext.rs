@@ -176,3 +176,119 @@ pub fn incremental_set_topic_configs<C: ClientContext>(
     }
     Ok(())
 }
+
+/// One committed offset of a consumer group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Reads the partitions of a topic-partition list owned by librdkafka.
+///
+/// SAFETY: `list` must be null or a live list for the duration of the call.
+unsafe fn read_partition_list(list: *const RDKafkaTopicPartitionList) -> Result<Vec<GroupOffset>, AdminError> {
+    let mut out = Vec::new();
+    if list.is_null() {
+        return Ok(out);
+    }
+    for i in 0..(*list).cnt as usize {
+        let elem = &*(*list).elems.add(i);
+        let topic = text(elem.topic);
+        if elem.err != RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR {
+            return Err(AdminError(format!("{topic}[{}]: {}", elem.partition, err_text(elem.err))));
+        }
+        out.push(GroupOffset { topic, partition: elem.partition, offset: elem.offset });
+    }
+    Ok(out)
+}
+
+/// SAFETY: `groups` points to `count` live group results owned by an event.
+unsafe fn group_results(
+    groups: *mut *const sys::rd_kafka_group_result_t,
+    count: usize,
+) -> Result<Vec<GroupOffset>, AdminError> {
+    let mut out = Vec::new();
+    for i in 0..count {
+        let g = *groups.add(i);
+        let error = sys::rd_kafka_group_result_error(g);
+        if !error.is_null() {
+            return Err(AdminError(format!(
+                "group `{}`: {}",
+                text(sys::rd_kafka_group_result_name(g)),
+                text(sys::rd_kafka_error_string(error))
+            )));
+        }
+        out.extend(read_partition_list(sys::rd_kafka_group_result_partitions(g))?);
+    }
+    Ok(out)
+}
+
+/// Every committed offset of `group` (OffsetFetch for all partitions). Partitions without
+/// a committed offset are left out.
+pub fn list_group_offsets<C: ClientContext>(
+    client: &Client<C>,
+    group: &str,
+    timeout: Duration,
+) -> Result<Vec<GroupOffset>, AdminError> {
+    let name = cstring(group)?;
+    let request = Request::new(client, RDKafkaAdminOp::RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS, timeout)?;
+    // SAFETY: the request object is destroyed right after librdkafka copied it.
+    unsafe {
+        let mut list = sys::rd_kafka_ListConsumerGroupOffsets_new(name.as_ptr(), std::ptr::null());
+        sys::rd_kafka_ListConsumerGroupOffsets(client.native_ptr(), &mut list, 1, request.options, request.queue);
+        sys::rd_kafka_ListConsumerGroupOffsets_destroy(list);
+    }
+    let event = request.wait(timeout)?;
+    // SAFETY: the result and its groups are owned by the event, alive in this block.
+    let offsets = unsafe {
+        let result = sys::rd_kafka_event_ListConsumerGroupOffsets_result(event.0);
+        if result.is_null() {
+            return Err(AdminError("unexpected admin result type".into()));
+        }
+        let mut count = 0usize;
+        let groups = sys::rd_kafka_ListConsumerGroupOffsets_result_groups(result, &mut count);
+        group_results(groups, count)?
+    };
+    Ok(offsets.into_iter().filter(|o| o.offset >= 0).collect())
+}
+
+/// Commits `offsets` for `group` (OffsetCommit from outside the group). The broker
+/// refuses it while the group has active members, which is what failover wants.
+pub fn alter_group_offsets<C: ClientContext>(
+    client: &Client<C>,
+    group: &str,
+    offsets: &[GroupOffset],
+    timeout: Duration,
+) -> Result<(), AdminError> {
+    if offsets.is_empty() {
+        return Ok(());
+    }
+    let name = cstring(group)?;
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for o in offsets {
+        tpl.add_partition_offset(&o.topic, o.partition, rdkafka::Offset::Offset(o.offset))
+            .map_err(|e| AdminError(e.to_string()))?;
+    }
+    let request = Request::new(client, RDKafkaAdminOp::RD_KAFKA_ADMIN_OP_ALTERCONSUMERGROUPOFFSETS, timeout)?;
+    // SAFETY: librdkafka copies the partition list; the request object is destroyed
+    // right after it was sent.
+    unsafe {
+        let mut alter = sys::rd_kafka_AlterConsumerGroupOffsets_new(name.as_ptr(), tpl.ptr());
+        sys::rd_kafka_AlterConsumerGroupOffsets(client.native_ptr(), &mut alter, 1, request.options, request.queue);
+        sys::rd_kafka_AlterConsumerGroupOffsets_destroy(alter);
+    }
+    let event = request.wait(timeout)?;
+    // SAFETY: as in list_group_offsets.
+    unsafe {
+        let result = sys::rd_kafka_event_AlterConsumerGroupOffsets_result(event.0);
+        if result.is_null() {
+            return Err(AdminError("unexpected admin result type".into()));
+        }
+        let mut count = 0usize;
+        let groups = sys::rd_kafka_AlterConsumerGroupOffsets_result_groups(result, &mut count);
+        group_results(groups, count)?;
+    }
+    Ok(())
+}

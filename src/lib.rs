@@ -22,5 +22,6 @@ pub mod kafka_ext;
 pub mod metrics;
 pub mod mirror;
 pub mod naming;
+pub mod offset_map;
 pub mod service;
 pub mod topic_sync;

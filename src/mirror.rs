@@ -10,8 +10,12 @@
 //!    Nothing is copied by strait itself: librdkafka copies the bytes into its queue.
 //! 3. The producer's delivery report ([`DeliveryTracker::delivery`], on librdkafka's
 //!    producer thread) moves the partition's acknowledged position forward.
-//! 4. Every `commit_interval_ms` the loop commits, per partition, the position up to
-//!    which every record has been acknowledged by the target ([`PartitionSlot::safe_position`]).
+//!    The same report feeds the partition's offset map ([`crate::offset_map`]): the
+//!    target offset of every copy is known here.
+//! 4. Every `commit_interval_ms` the loop writes the changed offset-map segments and
+//!    frontiers to the target, then commits, per partition, the position up to which
+//!    every record has been acknowledged by the target *and* mapped in a stored map
+//!    record ([`PartitionSlot::safe_position`], [`FlowLoop::persist_offset_map`]).
 //!    A restarted or rebalanced consumer resumes there, so a crash re-sends at most what
 //!    was in flight, and a clean shutdown (flush, then commit) re-sends nothing.
 //!
@@ -38,11 +42,14 @@ use tokio::sync::watch;
 use crate::cluster::Cluster;
 use crate::config::{FlowConfig, RenamePolicy};
 use crate::metrics::{self, FlowMetrics};
+use crate::offset_map::{self, Frontier, Segment, SegmentRecorder};
 use crate::topic_sync::Routes;
 
 /// Partitions one flow can track at once. Delivery reports identify the partition by its
-/// slot number, packed with the source offset into the report's opaque word.
+/// slot number, packed with the source offset into the report's opaque word. The last
+/// slot number marks offset-map records (their "offset" is the map batch number).
 const MAX_SLOTS: usize = 1 << SLOT_BITS;
+const MAP_SLOT: usize = MAX_SLOTS - 1;
 const SLOT_BITS: u32 = 16;
 const OFFSET_BITS: u32 = usize::BITS - SLOT_BITS;
 const MAX_PACKED_OFFSET: i64 = (1i64 << OFFSET_BITS) - 1;
@@ -79,6 +86,10 @@ pub struct PartitionSlot {
     failed: AtomicBool,
     /// Target offset of the last acknowledged record (for lag and the offset map).
     last_target_offset: AtomicI64,
+    /// The open offset-map segment, fed by delivery reports.
+    recorder: SegmentRecorder,
+    /// Upstream frontier stored in the map topic: progress never passes it.
+    map_stored_frontier: AtomicI64,
     metrics: std::sync::OnceLock<FlowMetrics>,
 }
 
@@ -89,6 +100,25 @@ impl PartitionSlot {
         self.in_flight.store(0, Ordering::SeqCst);
         self.failed.store(false, Ordering::SeqCst);
         self.last_target_offset.store(-1, Ordering::SeqCst);
+        self.map_stored_frontier.store(-1, Ordering::SeqCst);
+    }
+
+    /// Everything below this upstream offset is on the target, given the consumer's
+    /// position (which also steps over transaction markers) when nothing is waiting.
+    fn frontier(&self, consumer_position: Option<i64>) -> i64 {
+        let acked = self.acked_next.load(Ordering::SeqCst);
+        if self.failed.load(Ordering::SeqCst) || self.in_flight.load(Ordering::SeqCst) > 0 {
+            return acked;
+        }
+        acked.max(self.fetched_next.load(Ordering::SeqCst)).max(consumer_position.unwrap_or(-1))
+    }
+
+    /// The position that may be committed to the source: safe, and covered by the
+    /// stored offset map.
+    fn committable_position(&self) -> Option<i64> {
+        let safe = self.safe_position()?;
+        let stored = self.map_stored_frontier.load(Ordering::SeqCst);
+        (stored >= 0).then_some(safe.min(stored))
     }
 
     /// The source offset up to which every record is safely on the target: everything
@@ -120,6 +150,8 @@ pub struct FlowShared {
     has_refusal: AtomicBool,
     producer: std::sync::OnceLock<Arc<ThreadedProducer<DeliveryTracker>>>,
     commit_errors: AtomicU32,
+    /// The newest offset-map batch the target acknowledged completely.
+    map_acked_batch: AtomicI64,
 }
 
 impl FlowShared {
@@ -134,6 +166,7 @@ impl FlowShared {
             has_refusal: AtomicBool::new(false),
             producer: std::sync::OnceLock::new(),
             commit_errors: AtomicU32::new(0),
+            map_acked_batch: AtomicI64::new(-1),
         })
     }
 
@@ -145,7 +178,7 @@ impl FlowShared {
             return Ok(slot);
         }
         let slot = registry.len();
-        if slot >= MAX_SLOTS {
+        if slot >= MAP_SLOT {
             return Err(MirrorError::Other {
                 flow: self.name.clone(),
                 message: format!(
@@ -162,7 +195,7 @@ impl FlowShared {
         let mut tpl = TopicPartitionList::new();
         for elem in partitions.elements() {
             if let Some(&slot) = registry.get(&(elem.topic().to_string(), elem.partition())) {
-                if let Some(pos) = self.slots[slot].safe_position() {
+                if let Some(pos) = self.slots[slot].committable_position() {
                     let _ = tpl.add_partition_offset(elem.topic(), elem.partition(), Offset::Offset(pos));
                 }
             }
@@ -203,6 +236,8 @@ fn unpack(opaque: usize) -> (usize, i64) {
 /// Receives the target's acknowledgements (librdkafka's delivery reports).
 pub struct DeliveryTracker {
     shared: Arc<FlowShared>,
+    /// Offset-map segments closed by a gap, for the loop to store.
+    closed_segments: std::sync::mpsc::Sender<(usize, Segment)>,
 }
 
 impl ClientContext for DeliveryTracker {}
@@ -212,6 +247,17 @@ impl ProducerContext for DeliveryTracker {
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
         let (slot_index, source_offset) = unpack(opaque);
+        if slot_index == MAP_SLOT {
+            match result {
+                // All map records go to one partition, so reports arrive in batch order.
+                Ok(_) => self.shared.map_acked_batch.store(source_offset, Ordering::SeqCst),
+                Err((error, _)) => self.shared.refuse(MirrorError::Other {
+                    flow: self.shared.name.clone(),
+                    message: format!("storing the offset map failed: {error}"),
+                }),
+            }
+            return;
+        }
         let slot = &self.shared.slots[slot_index];
         match result {
             Ok(message) => {
@@ -219,6 +265,9 @@ impl ProducerContext for DeliveryTracker {
                 // they were sent, so the newest acknowledgement covers all before it,
                 // unless an earlier record was refused.
                 if !slot.failed.load(Ordering::SeqCst) {
+                    if let Some(closed) = slot.recorder.record(source_offset, message.offset()) {
+                        let _ = self.closed_segments.send((slot_index, closed));
+                    }
                     slot.last_target_offset.store(message.offset(), Ordering::SeqCst);
                     slot.acked_next.store(source_offset + 1, Ordering::SeqCst);
                 }
@@ -351,10 +400,11 @@ pub fn start(
 ) -> Result<FlowHandle, MirrorError> {
     let name = flow.name();
     let shared = FlowShared::new(name.clone());
+    let (closed_tx, closed_rx) = std::sync::mpsc::channel();
     let client_err = |what, e: KafkaError| MirrorError::Client { flow: name.clone(), what, reason: e.to_string() };
     let producer: ThreadedProducer<DeliveryTracker> = target
         .producer_config(flow.max_in_flight_bytes)
-        .create_with_context(DeliveryTracker { shared: shared.clone() })
+        .create_with_context(DeliveryTracker { shared: shared.clone(), closed_segments: closed_tx })
         .map_err(|e| client_err("the target producer", e))?;
     let producer = Arc::new(producer);
     let _ = shared.producer.set(producer.clone());
@@ -384,6 +434,11 @@ pub fn start(
         commit_interval: flow.commit_interval(),
         last_commit: Instant::now(),
         last_committed: HashMap::new(),
+        map_topic: offset_map::map_topic(&flow.source),
+        closed_segments: closed_rx,
+        map_written: HashMap::new(),
+        map_pending: HashMap::new(),
+        map_batch: 0,
         flow_name: name.clone(),
     };
     let thread = std::thread::Builder::new()
@@ -545,6 +600,13 @@ struct FlowLoop {
     commit_interval: Duration,
     last_commit: Instant,
     last_committed: HashMap<usize, i64>,
+    map_topic: String,
+    closed_segments: std::sync::mpsc::Receiver<(usize, Segment)>,
+    /// Per slot, what the map topic already holds: (open segment, frontier).
+    map_written: HashMap<usize, (Option<Segment>, i64)>,
+    /// Per slot, frontiers written but not yet acknowledged: (batch, frontier).
+    map_pending: HashMap<usize, Vec<(i64, i64)>>,
+    map_batch: i64,
     flow_name: String,
 }
 
@@ -700,15 +762,96 @@ impl FlowLoop {
         Ok(())
     }
 
+    /// Writes what changed in the offset map since the last tick: segments closed by
+    /// gaps, the open segment and the frontier of each owned partition. Frontiers
+    /// become committable once their batch is acknowledged.
+    fn persist_offset_map(&mut self) -> Result<(), MirrorError> {
+        let registry = self.shared.registry.lock().unwrap().clone();
+        let topic_of: HashMap<usize, (String, i32)> = registry.iter().map(|(k, v)| (*v, k.clone())).collect();
+        let mut records: Vec<(String, Vec<u8>)> = Vec::new();
+        while let Ok((slot, seg)) = self.closed_segments.try_recv() {
+            if let Some((topic, partition)) = topic_of.get(&slot) {
+                records.push((offset_map::segment_key(topic, *partition, seg.upstream), offset_map::encode_segment(&seg).to_vec()));
+            }
+        }
+        let waiting_records = self.pending.is_some() || !self.backlog.is_empty();
+        let positions = if waiting_records { None } else { self.consumer.position().ok() };
+        let batch = self.map_batch + 1;
+        let assignment = self.consumer.assignment().unwrap_or_default();
+        for elem in assignment.elements() {
+            let Some(&slot_index) = registry.get(&(elem.topic().to_string(), elem.partition())) else { continue };
+            let slot = &self.shared.slots[slot_index];
+            let position = positions.as_ref().and_then(|p| match p.find_partition(elem.topic(), elem.partition())?.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            });
+            // Frontier first, then the segment: the segment then covers the frontier.
+            let frontier = slot.frontier(position);
+            if frontier < 0 {
+                continue;
+            }
+            let open = slot.recorder.snapshot();
+            let written = self.map_written.get(&slot_index).copied();
+            if written == Some((open, frontier)) {
+                continue;
+            }
+            if let Some(seg) = open {
+                if written.map(|w| w.0) != Some(Some(seg)) {
+                    records.push((offset_map::segment_key(elem.topic(), elem.partition(), seg.upstream), offset_map::encode_segment(&seg).to_vec()));
+                }
+            }
+            let last = slot.last_target_offset.load(Ordering::SeqCst);
+            let f = Frontier { upstream: frontier, next_downstream: if last >= 0 { last + 1 } else { -1 } };
+            records.push((offset_map::frontier_key(elem.topic(), elem.partition()), offset_map::encode_frontier(&f).to_vec()));
+            self.map_written.insert(slot_index, (open, frontier));
+            self.map_pending.entry(slot_index).or_default().push((batch, frontier));
+        }
+        if !records.is_empty() {
+            self.map_batch = batch;
+            for (key, value) in &records {
+                let mut record: BaseRecord<'_, [u8], [u8], usize> =
+                    BaseRecord::with_opaque_to(&self.map_topic, pack(MAP_SLOT, batch)).partition(0).key(key.as_bytes()).payload(value);
+                loop {
+                    match self.producer.send(record) {
+                        Ok(()) => break,
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                            record = r;
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                        Err((e, _)) => {
+                            return Err(MirrorError::Other {
+                                flow: self.flow_name.clone(),
+                                message: format!("writing the offset map to `{}`: {e}", self.map_topic),
+                            })
+                        }
+                    }
+                }
+            }
+        }
+        // Frontiers of acknowledged batches are stored.
+        let acked = self.shared.map_acked_batch.load(Ordering::SeqCst);
+        for (slot_index, pending) in self.map_pending.iter_mut() {
+            if let Some(stored) = pending.iter().filter(|(b, _)| *b <= acked).map(|(_, f)| *f).max() {
+                self.shared.slots[*slot_index].map_stored_frontier.fetch_max(stored, Ordering::SeqCst);
+            }
+            pending.retain(|(b, _)| *b > acked);
+        }
+        Ok(())
+    }
+
     /// Commits, per owned partition, the position up to which the target has everything.
     fn commit(&mut self, mode: CommitMode) {
         self.last_commit = Instant::now();
+        if let Err(e) = self.persist_offset_map() {
+            self.shared.refuse(e);
+            return;
+        }
         let Ok(assignment) = self.consumer.assignment() else { return };
         let registry = self.shared.registry.lock().unwrap();
         let mut tpl = TopicPartitionList::new();
         for elem in assignment.elements() {
             let Some(&slot) = registry.get(&(elem.topic().to_string(), elem.partition())) else { continue };
-            let Some(position) = self.shared.slots[slot].safe_position() else { continue };
+            let Some(position) = self.shared.slots[slot].committable_position() else { continue };
             if self.last_committed.get(&slot) != Some(&position) {
                 let _ = tpl.add_partition_offset(elem.topic(), elem.partition(), Offset::Offset(position));
                 self.last_committed.insert(slot, position);
@@ -725,8 +868,21 @@ impl FlowLoop {
     }
 
     fn drain_and_commit(&mut self) {
+        // Twice: the first round stores the map of everything in flight, the second
+        // commits the progress that map now covers.
+        for _ in 0..2 {
+            if let Err(e) = self.producer.flush(DRAIN_TIMEOUT) {
+                tracing::warn!(flow = %self.flow_name, "shutdown: target did not acknowledge all in-flight records within {DRAIN_TIMEOUT:?} ({e}); they are re-sent at the next start");
+            }
+            if let Err(e) = self.persist_offset_map() {
+                tracing::warn!(flow = %self.flow_name, "shutdown: {e}");
+            }
+        }
         if let Err(e) = self.producer.flush(DRAIN_TIMEOUT) {
-            tracing::warn!(flow = %self.flow_name, "shutdown: target did not acknowledge all in-flight records within {DRAIN_TIMEOUT:?} ({e}); they are re-sent at the next start");
+            tracing::warn!(flow = %self.flow_name, "shutdown: offset map not acknowledged: {e}");
+        }
+        if let Err(e) = self.persist_offset_map() {
+            tracing::warn!(flow = %self.flow_name, "shutdown: {e}");
         }
         self.last_committed.clear();
         self.commit(CommitMode::Sync);

@@ -56,7 +56,9 @@ impl TopicSelector {
             .filter(|(_, re)| re.is_match(topic))
             .map(|(p, _)| p.as_str())
             .collect();
-        if included.is_empty() {
+        // Heartbeats travel with every flow, as in MirrorMaker 2, so that liveness and
+        // latency can be measured end to end.
+        if included.is_empty() && !is_heartbeats(topic) {
             return Err(Skip::NotSelected);
         }
         if self.exclude.iter().any(|re| re.is_match(topic)) {
@@ -87,6 +89,11 @@ impl TopicSelector {
     pub fn rename(&self) -> RenamePolicy {
         self.rename
     }
+}
+
+/// `heartbeats`, or a mirrored copy of it (`us-east.heartbeats`).
+pub fn is_heartbeats(topic: &str) -> bool {
+    topic == "heartbeats" || topic.ends_with(".heartbeats")
 }
 
 /// Kafka's and MirrorMaker 2's conventions for topics that are not user data.
@@ -132,6 +139,8 @@ mod tests {
         assert_eq!(s.select("orders"), Ok(()));
         assert_eq!(s.select("orders2"), Err(Skip::NotSelected));
         assert_eq!(s.select("my-orders"), Err(Skip::NotSelected));
+        assert_eq!(s.select("heartbeats"), Ok(()), "heartbeats always travel");
+        assert_eq!(s.select("c.heartbeats"), Ok(()));
     }
 
     #[test]
@@ -159,6 +168,7 @@ mod tests {
         assert_eq!(s.select("c.orders"), Ok(()));
         assert_eq!(s.select("video.chunks"), Ok(()));
         assert_eq!(s.target_topic("orders"), "a.orders");
+        assert_eq!(s.select("b.heartbeats"), Err(Skip::Cycle));
     }
 
     #[test]

@@ -119,6 +119,20 @@ async fn sync_topics(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let name = flow.name();
+    // The data path needs the offset-map topic before it may carry records.
+    loop {
+        match topic_sync::ensure_internal_topics(&flow, &source, &target).await {
+            Ok(()) => break,
+            Err(e) => {
+                metrics::error(&name, "topic_sync");
+                tracing::warn!(flow = %name, "creating strait's internal topics: {e} (retrying)");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => return,
+            _ = tokio::time::sleep(flow.refresh_interval()) => {}
+        }
+    }
     loop {
         match topic_sync::plan(&flow, &source, &target).await {
             Ok(plan) => {

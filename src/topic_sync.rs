@@ -340,3 +340,37 @@ mod tests {
         assert!(!is_synced_config("leader.replication.throttled.replicas"));
     }
 }
+
+/// MirrorMaker 2's checkpoint topic on the target, for flows from `source`.
+pub fn checkpoints_topic(source: &str) -> String {
+    format!("{source}.checkpoints.internal")
+}
+
+/// MirrorMaker 2's heartbeat topic, written on each source cluster.
+pub const HEARTBEATS_TOPIC: &str = "heartbeats";
+
+/// Creates the topics strait itself writes, if missing: the offset map and the
+/// checkpoints on the target, heartbeats on the source. All compacted, one partition
+/// (their records are few and are read whole).
+pub async fn ensure_internal_topics(flow: &FlowConfig, source: &Cluster, target: &Cluster) -> Result<(), ClusterError> {
+    let on_target = [crate::offset_map::map_topic(&flow.source), checkpoints_topic(&flow.source)];
+    create_compacted(target, &on_target, flow.replication_factor).await?;
+    create_compacted(source, &[HEARTBEATS_TOPIC.to_string()], None).await
+}
+
+async fn create_compacted(cluster: &Cluster, names: &[String], rf: Option<i32>) -> Result<(), ClusterError> {
+    let admin = cluster.admin()?;
+    let opts = AdminOptions::new().request_timeout(Some(ADMIN_TIMEOUT)).operation_timeout(Some(ADMIN_TIMEOUT));
+    let topics: Vec<NewTopic> = names
+        .iter()
+        .map(|n| NewTopic::new(n, 1, TopicReplication::Fixed(rf.unwrap_or(-1))).set("cleanup.policy", "compact"))
+        .collect();
+    let results = admin.create_topics(topics.iter(), &opts).await.map_err(|e| cluster.request_error("creating internal topics", e))?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => return Err(cluster.request_error(format!("creating internal topic `{name}`"), code)),
+        }
+    }
+    Ok(())
+}
