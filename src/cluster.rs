@@ -105,6 +105,9 @@ impl Cluster {
     pub fn metadata_client(&self) -> Result<BaseConsumer, ClusterError> {
         let mut cfg = self.base_config("metadata");
         cfg.set("enable.auto.commit", "false");
+        // librdkafka wants a group id even for assign-only reading; this one is never
+        // joined or committed to, and `strait.` groups are never checkpointed.
+        cfg.set("group.id", "strait.reader");
         cfg.create()
             .map_err(|e| ClusterError::Client { alias: self.alias.clone(), reason: e.to_string() })
     }

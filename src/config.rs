@@ -127,6 +127,18 @@ pub struct FlowConfig {
     /// fetching pauses until the target acknowledges. Default 64 MiB.
     #[serde(default = "default_max_in_flight_bytes")]
     pub max_in_flight_bytes: u64,
+    /// `checkpoint_interval_ms`: how often source group offsets are translated and
+    /// written as checkpoints (and synced into target groups). Default 5000 (MM2: 60 s).
+    #[serde(default = "default_checkpoint_interval_ms")]
+    pub checkpoint_interval_ms: u64,
+    /// `sync_group_offsets`: commit translated offsets into same-named groups on the
+    /// target while they have no active members there; never backwards. Default true.
+    #[serde(default = "default_true")]
+    pub sync_group_offsets: bool,
+    /// `heartbeat_interval_ms`: how often a heartbeat is written to the source's
+    /// `heartbeats` topic (MM2 format). 0 disables. Default 1000.
+    #[serde(default = "default_heartbeat_interval_ms")]
+    pub heartbeat_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -163,6 +175,12 @@ fn default_commit_interval_ms() -> u64 {
 }
 fn default_max_in_flight_bytes() -> u64 {
     64 * 1024 * 1024
+}
+fn default_checkpoint_interval_ms() -> u64 {
+    5_000
+}
+fn default_heartbeat_interval_ms() -> u64 {
+    1_000
 }
 fn default_admin_listen() -> String {
     "127.0.0.1:9644".to_string()
@@ -311,6 +329,7 @@ impl Config {
                 ("refresh_interval_ms", flow.refresh_interval_ms, 100),
                 ("commit_interval_ms", flow.commit_interval_ms, 10),
                 ("max_in_flight_bytes", flow.max_in_flight_bytes, 1024 * 1024),
+                ("checkpoint_interval_ms", flow.checkpoint_interval_ms, 100),
             ] {
                 if value < min {
                     return Err(ConfigError::invalid(
@@ -357,6 +376,20 @@ impl FlowConfig {
 
     pub fn refresh_interval(&self) -> Duration {
         Duration::from_millis(self.refresh_interval_ms)
+    }
+
+    pub fn checkpoint_interval(&self) -> Duration {
+        Duration::from_millis(self.checkpoint_interval_ms)
+    }
+
+    /// Whether a consumer group's offsets are translated by this flow. strait's own
+    /// groups never are.
+    pub fn selects_group(&self, group: &str) -> bool {
+        let matches = |patterns: &[String]| patterns.iter().any(|p| anchored(p).is_ok_and(|re| re.is_match(group)));
+        group != self.consumer_group()
+            && !group.starts_with("strait.")
+            && matches(&self.groups)
+            && !matches(&self.groups_exclude)
     }
 
     pub fn commit_interval(&self) -> Duration {

@@ -11,13 +11,18 @@
 //! - [`mirror`]: the data path.
 //! - [`service`]: `strait run`: flows, topic sync, admin endpoint, graceful shutdown.
 //! - [`check`]: `strait check`.
+//! - [`offset_map`]: where each mirrored record's copy is; exact translation.
+//! - [`checkpoint`]: group checkpoints (MM2 format), group offset sync, heartbeats.
+//! - [`failover`]: `offsets translate`, `failover`, `failback`.
 //! - [`metrics`]: every exported metric.
 //! - [`admin_http`]: `/metrics`, `/healthz`, `/readyz`, `/status`.
 
 pub mod admin_http;
 pub mod check;
+pub mod checkpoint;
 pub mod cluster;
 pub mod config;
+pub mod failover;
 pub mod kafka_ext;
 pub mod metrics;
 pub mod mirror;

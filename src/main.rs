@@ -35,6 +35,48 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Consumer-group offsets across regions.
+    Offsets {
+        #[command(subcommand)]
+        command: OffsetsCommand,
+    },
+    /// Move a consumer group to the flow's target cluster at its exact position.
+    Failover {
+        #[command(flatten)]
+        group: GroupArgs,
+        /// First wait until every record of the group's topics is on the target.
+        #[arg(long)]
+        wait_for_zero_lag: bool,
+        /// How long to wait for zero lag (90s, 5m, 1h).
+        #[arg(long, default_value = "5m", value_parser = strait::failover::parse_duration)]
+        timeout: Duration,
+    },
+    /// Move a consumer group back from the flow's target to its source cluster.
+    Failback {
+        #[command(flatten)]
+        group: GroupArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum OffsetsCommand {
+    /// Show, per partition, a group's committed source offset and its exact target offset.
+    Translate {
+        #[command(flatten)]
+        group: GroupArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct GroupArgs {
+    #[arg(long, short)]
+    config: PathBuf,
+    /// The flow, as `source->target` (e.g. us-east->eu-west).
+    #[arg(long)]
+    flow: String,
+    /// The consumer group.
+    #[arg(long)]
+    group: String,
 }
 
 fn main() -> ExitCode {
@@ -48,6 +90,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let config_path = match &cli.command {
         Command::Check { config, .. } | Command::Plan { config } | Command::Run { config } => config.clone(),
+        Command::Offsets { command: OffsetsCommand::Translate { group } }
+        | Command::Failover { group, .. }
+        | Command::Failback { group } => group.config.clone(),
     };
     let config = match Config::load(&config_path) {
         Ok(c) => c,
@@ -69,6 +114,30 @@ fn main() -> ExitCode {
         }
         Command::Plan { .. } => runtime().block_on(plan(config)),
         Command::Run { .. } => runtime().block_on(run(config)),
+        Command::Offsets { command: OffsetsCommand::Translate { group } } => with_flow(&config, &group, |ctx, out| {
+            let rows = ctx.translate(&group.group)?;
+            strait::failover::print_table(out, &rows);
+            Ok(())
+        }),
+        Command::Failover { group, wait_for_zero_lag, timeout } => with_flow(&config, &group, |ctx, out| {
+            ctx.failover(&group.group, wait_for_zero_lag.then_some(timeout), out).map(|_| ())
+        }),
+        Command::Failback { group } => with_flow(&config, &group, |ctx, out| ctx.failback(&group.group, out).map(|_| ())),
+    }
+}
+
+fn with_flow(
+    config: &Config,
+    args: &GroupArgs,
+    f: impl FnOnce(&strait::failover::FlowContext, &mut dyn std::io::Write) -> Result<(), strait::failover::FailoverError>,
+) -> ExitCode {
+    let result = strait::failover::FlowContext::find(config, &args.flow).and_then(|ctx| f(&ctx, &mut std::io::stdout()));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

@@ -17,6 +17,7 @@ pub const ERRORS_TOTAL: &str = "strait_errors_total";
 pub const FLOW_UP: &str = "strait_flow_up";
 pub const FLOW_PAUSED: &str = "strait_flow_paused";
 pub const TOPIC_SYNC_CHANGES_TOTAL: &str = "strait_topic_sync_changes_total";
+pub const CHECKPOINT_TIMESTAMP_SECONDS: &str = "strait_checkpoint_timestamp_seconds";
 
 /// Installs the Prometheus recorder and registers help texts. Returns the handle the
 /// admin endpoint renders `/metrics` from.
@@ -45,6 +46,11 @@ fn describe() {
     describe_gauge!(FLOW_UP, "1 while the flow's data path runs, 0 after it stopped.");
     describe_gauge!(FLOW_PAUSED, "1 while fetching is paused because the target is slow or not ready.");
     describe_counter!(TOPIC_SYNC_CHANGES_TOTAL, "Changes topic sync made on the target (create, partitions, config).");
+    describe_gauge!(
+        CHECKPOINT_TIMESTAMP_SECONDS,
+        Unit::Seconds,
+        "Unix time of the flow's last completed checkpoint round (time() minus this is the checkpoint age)."
+    );
 }
 
 /// Per-topic handles for the data path.
@@ -93,4 +99,9 @@ pub fn flow_paused(flow: &str, paused: bool) {
 
 pub fn topic_sync_change(flow: &str, kind: &'static str, count: usize) {
     counter!(TOPIC_SYNC_CHANGES_TOTAL, "flow" => flow.to_string(), "kind" => kind).increment(count as u64);
+}
+
+pub fn checkpoint_emitted(flow: &str) {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    gauge!(CHECKPOINT_TIMESTAMP_SECONDS, "flow" => flow.to_string()).set(now);
 }

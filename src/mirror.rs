@@ -90,6 +90,8 @@ pub struct PartitionSlot {
     recorder: SegmentRecorder,
     /// Upstream frontier stored in the map topic: progress never passes it.
     map_stored_frontier: AtomicI64,
+    /// This instance currently owns the partition.
+    assigned: AtomicBool,
     metrics: std::sync::OnceLock<FlowMetrics>,
 }
 
@@ -201,6 +203,23 @@ impl FlowShared {
             }
         }
         tpl
+    }
+
+    fn set_assigned(&self, partitions: &TopicPartitionList, assigned: bool) {
+        let registry = self.registry.lock().unwrap();
+        for elem in partitions.elements() {
+            if let Some(&slot) = registry.get(&(elem.topic().to_string(), elem.partition())) {
+                self.slots[slot].assigned.store(assigned, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// Whether this instance mirrors the partition now.
+    pub fn owns(&self, topic: &str, partition: i32) -> bool {
+        let registry = self.registry.lock().unwrap();
+        registry
+            .get(&(topic.to_string(), partition))
+            .is_some_and(|&slot| self.slots[slot].assigned.load(Ordering::SeqCst))
     }
 
     fn refuse(&self, error: MirrorError) {
@@ -327,6 +346,7 @@ impl ConsumerContext for RebalanceHandler {
                     }
                 }
                 let positions = self.shared.positions(partitions);
+                self.shared.set_assigned(partitions, false);
                 if positions.count() > 0 {
                     if let Err(e) = consumer.commit(&positions, CommitMode::Sync) {
                         tracing::warn!(flow = %self.shared.name, "revoke: committing progress failed: {e}");
@@ -343,7 +363,10 @@ impl ConsumerContext for RebalanceHandler {
         if let Rebalance::Assign(partitions) = rebalance {
             for elem in partitions.elements() {
                 match self.shared.slot_for(elem.topic(), elem.partition()) {
-                    Ok(slot) => self.shared.slots[slot].reset(),
+                    Ok(slot) => {
+                        self.shared.slots[slot].reset();
+                        self.shared.slots[slot].assigned.store(true, Ordering::SeqCst);
+                    }
                     Err(e) => self.shared.refuse(e),
                 }
             }

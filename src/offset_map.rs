@@ -61,6 +61,9 @@ pub enum Translation {
     AtEnd(Option<i64>),
     /// The position is ahead of what has been mirrored; translate again later.
     NotYetMirrored { frontier: Option<i64> },
+    /// Records from the position on were mirrored before this map began (or its older
+    /// entries were pruned) and still exist on the source: no exact answer exists.
+    OlderThanMap { first_mapped: i64 },
 }
 
 /// The resolved map of one source partition.
@@ -104,10 +107,17 @@ impl PartitionMap {
     }
 
     /// Where a group whose next upstream record is `upstream` continues on the target.
-    pub fn translate(&self, upstream: i64) -> Translation {
+    /// `source_log_start` is the partition's first offset on the source now: records
+    /// below the map's first segment are fine to step over only if they are gone there.
+    pub fn translate(&self, upstream: i64, source_log_start: i64) -> Translation {
         let frontier = self.frontier.map(|f| f.upstream);
         if frontier.is_none_or(|f| upstream > f) {
             return Translation::NotYetMirrored { frontier };
+        }
+        if let Some(first) = self.segments.values().next() {
+            if upstream < first.upstream && source_log_start < first.upstream && upstream >= source_log_start.min(first.upstream) {
+                return Translation::OlderThanMap { first_mapped: first.upstream };
+            }
         }
         // The segment containing `upstream`, or else the first one after it.
         if let Some((_, seg)) = self.segments.range(..=upstream).next_back() {
@@ -332,14 +342,14 @@ mod tests {
     fn translates_exactly_across_gaps() {
         // 0..100 copied to 0..100; upstream 100 is a marker; 101..200 copied to 100..199.
         let m = PartitionMap::resolve(vec![seg(0, 0, 100), seg(101, 100, 99)], frontier(201, 199));
-        assert_eq!(m.translate(0), Translation::Exact(0));
-        assert_eq!(m.translate(50), Translation::Exact(50));
-        assert_eq!(m.translate(100), Translation::Exact(100), "a group on the marker continues with 101's copy");
-        assert_eq!(m.translate(101), Translation::Exact(100));
-        assert_eq!(m.translate(199), Translation::Exact(198));
-        assert_eq!(m.translate(200), Translation::AtEnd(Some(199)));
-        assert_eq!(m.translate(201), Translation::AtEnd(Some(199)), "past a trailing marker");
-        assert_eq!(m.translate(202), Translation::NotYetMirrored { frontier: Some(201) });
+        assert_eq!(m.translate(0, 0), Translation::Exact(0));
+        assert_eq!(m.translate(50, 0), Translation::Exact(50));
+        assert_eq!(m.translate(100, 0), Translation::Exact(100), "a group on the marker continues with 101's copy");
+        assert_eq!(m.translate(101, 0), Translation::Exact(100));
+        assert_eq!(m.translate(199, 0), Translation::Exact(198));
+        assert_eq!(m.translate(200, 0), Translation::AtEnd(Some(199)));
+        assert_eq!(m.translate(201, 0), Translation::AtEnd(Some(199)), "past a trailing marker");
+        assert_eq!(m.translate(202, 0), Translation::NotYetMirrored { frontier: Some(201) });
     }
 
     #[test]
@@ -347,22 +357,31 @@ mod tests {
         // 0..150 copied to 0..150; crash; re-mirrored from 120: 120.. copied to 150..
         let stored = vec![seg(120, 150, 50), seg(0, 0, 150)];
         let m = PartitionMap::resolve(stored, frontier(170, 200));
-        assert_eq!(m.translate(119), Translation::Exact(119));
-        assert_eq!(m.translate(120), Translation::Exact(150));
-        assert_eq!(m.translate(130), Translation::Exact(160));
+        assert_eq!(m.translate(119, 0), Translation::Exact(119));
+        assert_eq!(m.translate(120, 0), Translation::Exact(150));
+        assert_eq!(m.translate(130, 0), Translation::Exact(160));
         assert_eq!(m.translate_back(160), Some(130));
         assert_eq!(m.translate_back(119), Some(119));
         // Mid re-mirror: only 120..125 re-copied so far; 126.. is not translatable yet.
         let m = PartitionMap::resolve(vec![seg(0, 0, 150), seg(120, 150, 6)], frontier(126, 156));
-        assert_eq!(m.translate(125), Translation::Exact(155));
-        assert_eq!(m.translate(126), Translation::AtEnd(Some(156)));
-        assert!(matches!(m.translate(130), Translation::NotYetMirrored { .. }));
+        assert_eq!(m.translate(125, 0), Translation::Exact(155));
+        assert_eq!(m.translate(126, 0), Translation::AtEnd(Some(156)));
+        assert!(matches!(m.translate(130, 0), Translation::NotYetMirrored { .. }));
+    }
+
+    #[test]
+    fn positions_before_the_map_are_refused_while_their_records_exist() {
+        let m = PartitionMap::resolve(vec![seg(1000, 0, 100)], frontier(1100, 100));
+        assert_eq!(m.translate(123, 0), Translation::OlderThanMap { first_mapped: 1000 });
+        // Retention removed everything before 1000 on the source: nothing to re-read.
+        assert_eq!(m.translate(123, 1000), Translation::Exact(0));
+        assert_eq!(m.translate(1000, 0), Translation::Exact(0));
     }
 
     #[test]
     fn unknown_frontier_translates_nothing() {
         let m = PartitionMap::resolve(vec![seg(0, 0, 10)], None);
-        assert!(matches!(m.translate(0), Translation::NotYetMirrored { frontier: None }));
+        assert!(matches!(m.translate(0, 0), Translation::NotYetMirrored { frontier: None }));
     }
 
     #[test]
@@ -373,9 +392,57 @@ mod tests {
         fm.apply_record(segment_key("t", 0, 21).as_bytes(), Some(&encode_segment(&seg(21, 20, 5))));
         fm.apply_record(frontier_key("t", 0).as_bytes(), Some(&encode_frontier(&Frontier { upstream: 26, next_downstream: 25 })));
         let m = fm.partition("t", 0);
-        assert_eq!(m.translate(20), Translation::Exact(20));
-        assert_eq!(m.translate(26), Translation::AtEnd(Some(25)));
+        assert_eq!(m.translate(20, 0), Translation::Exact(20));
+        assert_eq!(m.translate(26, 0), Translation::AtEnd(Some(25)));
         fm.apply_record(segment_key("t", 0, 21).as_bytes(), None);
         assert_eq!(fm.partition("t", 0).segments().count(), 1);
+    }
+}
+
+/// Reads a flow's offset map from the target and keeps following it.
+pub struct MapReader {
+    consumer: rdkafka::consumer::BaseConsumer,
+    topic: String,
+    next_offset: i64,
+    pub map: FlowMap,
+}
+
+impl MapReader {
+    pub fn new(target: &crate::cluster::Cluster, source_alias: &str) -> Result<MapReader, crate::cluster::ClusterError> {
+        use rdkafka::consumer::Consumer;
+        let consumer = target.metadata_client()?;
+        let topic = map_topic(source_alias);
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        tpl.add_partition_offset(&topic, 0, rdkafka::Offset::Beginning)
+            .map_err(|e| target.request_error("reading the offset map", e))?;
+        consumer.assign(&tpl).map_err(|e| target.request_error("reading the offset map", e))?;
+        Ok(MapReader { consumer, topic, next_offset: 0, map: FlowMap::default() })
+    }
+
+    /// Applies every map record written so far.
+    pub fn catch_up(&mut self, cluster: &crate::cluster::Cluster, timeout: std::time::Duration) -> Result<(), crate::cluster::ClusterError> {
+        use rdkafka::consumer::Consumer;
+        use rdkafka::message::Message;
+        let (_, end) = self
+            .consumer
+            .fetch_watermarks(&self.topic, 0, timeout)
+            .map_err(|e| cluster.request_error(format!("reading `{}`", self.topic), e))?;
+        let deadline = std::time::Instant::now() + timeout;
+        while self.next_offset < end {
+            if std::time::Instant::now() > deadline {
+                return Err(cluster.request_error(format!("reading `{}`", self.topic), "timed out"));
+            }
+            match self.consumer.poll(std::time::Duration::from_millis(200)) {
+                Some(Ok(m)) => {
+                    self.next_offset = m.offset() + 1;
+                    if let Some(key) = m.key() {
+                        self.map.apply_record(key, m.payload());
+                    }
+                }
+                Some(Err(e)) => return Err(cluster.request_error(format!("reading `{}`", self.topic), e)),
+                None => {}
+            }
+        }
+        Ok(())
     }
 }

@@ -47,10 +47,12 @@ pub async fn run(config: Config, shutdown_tx: watch::Sender<bool>) -> Result<(),
     let mut flows = Vec::new();
     let mut views = Vec::new();
     let mut sync_tasks = Vec::new();
+    let mut checkpointers = Vec::new();
     for flow in &config.flows {
         let source = Cluster::new(&flow.source, config.cluster(&flow.source));
         let target = Cluster::new(&flow.target, config.cluster(&flow.target));
         let (routes_tx, routes_rx) = watch::channel(Routes::default());
+        let routes_for_checkpoints = routes_rx.clone();
         sync_tasks.push(tokio::spawn(sync_topics(
             flow.clone(),
             source.clone(),
@@ -65,6 +67,14 @@ pub async fn run(config: Config, shutdown_tx: watch::Sender<bool>) -> Result<(),
                 return Err(e.into());
             }
         };
+        checkpointers.push(crate::checkpoint::start(
+            flow.clone(),
+            source.clone(),
+            target.clone(),
+            handle.shared.clone(),
+            routes_for_checkpoints,
+            shutdown_tx.subscribe(),
+        ));
         let up = Arc::new(AtomicBool::new(true));
         metrics::flow_up(&flow.name(), true);
         views.push(FlowView { shared: handle.shared.clone(), up: up.clone() });
@@ -101,6 +111,9 @@ pub async fn run(config: Config, shutdown_tx: watch::Sender<bool>) -> Result<(),
     }
     for task in sync_tasks {
         let _ = task.await;
+    }
+    for thread in checkpointers {
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     }
     let _ = admin.await;
     match first_error {

@@ -1,0 +1,349 @@
+//! Consumer-group checkpoints: translate the committed offsets of source groups through
+//! the offset map, write them to the target in MirrorMaker 2's checkpoint format (so
+//! tools built on `RemoteClusterUtils.translateOffsets` work unchanged), and commit them
+//! into idle same-named groups on the target. Also emits MM2-format heartbeats.
+//!
+//! Each instance checkpoints only the partitions it mirrors, so instances sharing a
+//! flow never write conflicting checkpoints.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::consumer::Consumer;
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::producer::DefaultProducerContext;
+use tokio::sync::watch;
+
+use crate::cluster::{Cluster, ClusterError};
+use crate::config::FlowConfig;
+use crate::kafka_ext::{self, GroupOffset};
+use crate::metrics;
+use crate::mirror::FlowShared;
+use crate::naming::TopicSelector;
+use crate::offset_map::{FlowMap, MapReader, Translation};
+use crate::topic_sync::{checkpoints_topic, Routes, HEARTBEATS_TOPIC};
+
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Unchanged checkpoints are still re-emitted this often, so their age shows liveness.
+const REEMIT_AFTER: Duration = Duration::from_secs(60);
+
+/// One partition of a group, translated.
+#[derive(Debug, Clone)]
+pub struct TranslatedOffset {
+    pub source_topic: String,
+    pub target_topic: String,
+    pub partition: i32,
+    /// The group's committed offset on the source (its next record).
+    pub upstream: i64,
+    /// Where it continues on the target, when known exactly.
+    pub downstream: Option<i64>,
+    pub note: &'static str,
+}
+
+/// Translates a group's committed source offsets for the topics this flow mirrors.
+/// `target_end` answers the end offset of a target partition, for partitions whose map
+/// knows no next offset yet; `source_start` the first offset of a source partition.
+pub fn translate_group(
+    flow: &FlowConfig,
+    map: &FlowMap,
+    offsets: &[GroupOffset],
+    mut target_end: impl FnMut(&str, i32) -> Option<i64>,
+    mut source_start: impl FnMut(&str, i32) -> Option<i64>,
+) -> Vec<TranslatedOffset> {
+    let selector = TopicSelector::new(flow);
+    let mut out: Vec<TranslatedOffset> = offsets
+        .iter()
+        .filter(|o| selector.select(&o.topic).is_ok())
+        .map(|o| {
+            let target_topic = selector.target_topic(&o.topic);
+            let log_start = source_start(&o.topic, o.partition).unwrap_or(0);
+            let (downstream, note) = match map.partition(&o.topic, o.partition).translate(o.offset, log_start) {
+                Translation::Exact(d) => (Some(d), "exact"),
+                Translation::AtEnd(Some(d)) => (Some(d), "exact (at end)"),
+                Translation::AtEnd(None) => (target_end(&target_topic, o.partition), "exact (at end)"),
+                Translation::NotYetMirrored { .. } => (None, "not yet mirrored"),
+                Translation::OlderThanMap { .. } => (None, "older than the offset map"),
+            };
+            TranslatedOffset { source_topic: o.topic.clone(), target_topic, partition: o.partition, upstream: o.offset, downstream, note }
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.source_topic, a.partition).cmp(&(&b.source_topic, b.partition)));
+    out
+}
+
+/// MirrorMaker 2's record encodings (Kafka protocol structs: big-endian integers,
+/// STRING = INT16 length + UTF-8; values start with an INT16 version, 0).
+pub mod mm2 {
+    fn string(out: &mut Vec<u8>, s: &str) {
+        out.extend_from_slice(&(s.len() as i16).to_be_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+
+    /// Key of `<source>.checkpoints.internal`: group, (target) topic, partition.
+    pub fn checkpoint_key(group: &str, topic: &str, partition: i32) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 + group.len() + topic.len());
+        string(&mut out, group);
+        string(&mut out, topic);
+        out.extend_from_slice(&partition.to_be_bytes());
+        out
+    }
+
+    /// Value: version 0, upstream offset, downstream offset, metadata.
+    pub fn checkpoint_value(upstream: i64, downstream: i64, metadata: &str) -> Vec<u8> {
+        let mut out = Vec::with_capacity(20 + metadata.len());
+        out.extend_from_slice(&0i16.to_be_bytes());
+        out.extend_from_slice(&upstream.to_be_bytes());
+        out.extend_from_slice(&downstream.to_be_bytes());
+        string(&mut out, metadata);
+        out
+    }
+
+    /// Key of `heartbeats`: source alias, target alias.
+    pub fn heartbeat_key(source: &str, target: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        string(&mut out, source);
+        string(&mut out, target);
+        out
+    }
+
+    /// Value: version 0, timestamp in milliseconds.
+    pub fn heartbeat_value(timestamp_ms: i64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(10);
+        out.extend_from_slice(&0i16.to_be_bytes());
+        out.extend_from_slice(&timestamp_ms.to_be_bytes());
+        out
+    }
+
+    /// Decodes a heartbeat value into its timestamp.
+    pub fn heartbeat_timestamp(value: &[u8]) -> Option<i64> {
+        Some(i64::from_be_bytes(value.get(2..10)?.try_into().ok()?))
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Runs checkpoints and heartbeats for one flow until shutdown, on its own thread
+/// (the Kafka calls involved are blocking).
+pub fn start(
+    flow: FlowConfig,
+    source: Cluster,
+    target: Cluster,
+    shared: Arc<FlowShared>,
+    routes: watch::Receiver<Routes>,
+    shutdown: watch::Receiver<bool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name(format!("checkpoints {}", flow.name()))
+        .spawn(move || {
+            let mut worker = match Checkpointer::new(flow.clone(), source, target, shared, routes) {
+                Ok(w) => w,
+                Err(e) => {
+                    tracing::error!(flow = %flow.name(), "checkpoints disabled: {e}");
+                    return;
+                }
+            };
+            worker.run(shutdown)
+        })
+        .expect("spawn checkpoint thread")
+}
+
+struct Checkpointer {
+    flow: FlowConfig,
+    name: String,
+    source: Cluster,
+    target: Cluster,
+    shared: Arc<FlowShared>,
+    routes: watch::Receiver<Routes>,
+    source_admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext>,
+    target_admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext>,
+    source_meta: rdkafka::consumer::BaseConsumer,
+    target_meta: rdkafka::consumer::BaseConsumer,
+    source_producer: ThreadedProducer<DefaultProducerContext>,
+    target_producer: ThreadedProducer<DefaultProducerContext>,
+    reader: Option<MapReader>,
+    emitted: HashMap<(String, String, i32), (i64, i64, Instant)>,
+}
+
+impl Checkpointer {
+    fn new(flow: FlowConfig, source: Cluster, target: Cluster, shared: Arc<FlowShared>, routes: watch::Receiver<Routes>) -> Result<Checkpointer, ClusterError> {
+        let producer = |c: &Cluster| -> Result<ThreadedProducer<DefaultProducerContext>, ClusterError> {
+            c.producer_config(8 << 20)
+                .create()
+                .map_err(|e| ClusterError::Client { alias: c.alias.clone(), reason: e.to_string() })
+        };
+        Ok(Checkpointer {
+            name: flow.name(),
+            source_admin: source.admin()?,
+            target_admin: target.admin()?,
+            source_meta: source.metadata_client()?,
+            target_meta: target.metadata_client()?,
+            source_producer: producer(&source)?,
+            target_producer: producer(&target)?,
+            reader: None,
+            emitted: HashMap::new(),
+            flow,
+            source,
+            target,
+            shared,
+            routes,
+        })
+    }
+
+    fn run(&mut self, mut shutdown: watch::Receiver<bool>) {
+        let heartbeat_every = Duration::from_millis(self.flow.heartbeat_interval_ms);
+        let mut last_heartbeat = Instant::now() - heartbeat_every;
+        let mut last_checkpoint = Instant::now();
+        while !*shutdown.borrow_and_update() {
+            if self.flow.heartbeat_interval_ms > 0 && last_heartbeat.elapsed() >= heartbeat_every {
+                last_heartbeat = Instant::now();
+                self.heartbeat();
+            }
+            if last_checkpoint.elapsed() >= self.flow.checkpoint_interval() {
+                last_checkpoint = Instant::now();
+                if let Err(e) = self.checkpoint() {
+                    metrics::error(&self.name, "checkpoint");
+                    tracing::warn!(flow = %self.name, "checkpoints: {e}");
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.target_producer.flush(Duration::from_secs(10));
+        let _ = self.source_producer.flush(Duration::from_secs(10));
+    }
+
+    fn heartbeat(&self) {
+        let key = mm2::heartbeat_key(&self.flow.source, &self.flow.target);
+        let value = mm2::heartbeat_value(now_ms());
+        let record = BaseRecord::to(HEARTBEATS_TOPIC).key(&key).payload(&value);
+        if let Err((e, _)) = self.source_producer.send(record) {
+            tracing::debug!(flow = %self.name, "heartbeat not sent: {e}");
+        }
+    }
+
+    fn checkpoint(&mut self) -> Result<(), ClusterError> {
+        if self.reader.is_none() {
+            self.reader = Some(MapReader::new(&self.target, &self.flow.source)?);
+        }
+        let reader = self.reader.as_mut().expect("just set");
+        reader.catch_up(&self.target, REQUEST_TIMEOUT)?;
+        let routes = self.routes.borrow().clone();
+        let groups = self
+            .source_meta
+            .fetch_group_list(None, REQUEST_TIMEOUT)
+            .map_err(|e| self.source.request_error("listing consumer groups", e))?;
+        let names: Vec<String> =
+            groups.groups().iter().map(|g| g.name().to_string()).filter(|g| self.flow.selects_group(g)).collect();
+        let mut per_group = Vec::new();
+        for group in names {
+            let offsets = kafka_ext::list_group_offsets(self.source_admin.inner(), &group, REQUEST_TIMEOUT)
+                .map_err(|e| self.source.request_error(format!("reading offsets of group `{group}`"), e))?;
+            let owned: Vec<GroupOffset> = offsets
+                .into_iter()
+                .filter(|o| routes.contains_key(&o.topic) && self.shared.owns(&o.topic, o.partition))
+                .collect();
+            if owned.is_empty() {
+                continue;
+            }
+            let (target_meta, source_meta) = (&self.target_meta, &self.source_meta);
+            let translated = translate_group(
+                &self.flow,
+                &reader.map,
+                &owned,
+                |topic, partition| target_meta.fetch_watermarks(topic, partition, REQUEST_TIMEOUT).ok().map(|w| w.1),
+                |topic, partition| source_meta.fetch_watermarks(topic, partition, REQUEST_TIMEOUT).ok().map(|w| w.0),
+            );
+            per_group.push((group, translated));
+        }
+        for (group, translated) in per_group {
+            self.emit(&group, &translated);
+            if self.flow.sync_group_offsets {
+                self.sync_group(&group, &translated)?;
+            }
+        }
+        metrics::checkpoint_emitted(&self.name);
+        Ok(())
+    }
+
+    fn emit(&mut self, group: &str, translated: &[TranslatedOffset]) {
+        let topic = checkpoints_topic(&self.flow.source);
+        for t in translated {
+            let Some(downstream) = t.downstream else { continue };
+            let id = (group.to_string(), t.target_topic.clone(), t.partition);
+            let fresh = match self.emitted.get(&id) {
+                Some((u, d, at)) => (*u, *d) != (t.upstream, downstream) || at.elapsed() >= REEMIT_AFTER,
+                None => true,
+            };
+            if !fresh {
+                continue;
+            }
+            let key = mm2::checkpoint_key(group, &t.target_topic, t.partition);
+            let value = mm2::checkpoint_value(t.upstream, downstream, "");
+            // MirrorMaker 2 writes every checkpoint to partition 0.
+            let record = BaseRecord::to(&topic).partition(0).key(&key).payload(&value);
+            match self.target_producer.send(record) {
+                Ok(()) => {
+                    self.emitted.insert(id, (t.upstream, downstream, Instant::now()));
+                }
+                Err((e, _)) => tracing::warn!(flow = %self.name, "checkpoint for `{group}` not written: {e}"),
+            }
+        }
+    }
+
+    /// Commits translated offsets into the same group on the target while it is idle
+    /// there; never moves it backwards.
+    fn sync_group(&self, group: &str, translated: &[TranslatedOffset]) -> Result<(), ClusterError> {
+        if has_active_members(&self.target_meta, group).map_err(|e| self.target.request_error(format!("describing group `{group}`"), e))? {
+            return Ok(());
+        }
+        let current = kafka_ext::list_group_offsets(self.target_admin.inner(), group, REQUEST_TIMEOUT)
+            .map_err(|e| self.target.request_error(format!("reading offsets of group `{group}`"), e))?;
+        let current: HashMap<(String, i32), i64> = current.into_iter().map(|o| ((o.topic, o.partition), o.offset)).collect();
+        let forward: Vec<GroupOffset> = translated
+            .iter()
+            .filter_map(|t| {
+                let d = t.downstream?;
+                let now = current.get(&(t.target_topic.clone(), t.partition)).copied().unwrap_or(-1);
+                (d > now).then(|| GroupOffset { topic: t.target_topic.clone(), partition: t.partition, offset: d })
+            })
+            .collect();
+        if forward.is_empty() {
+            return Ok(());
+        }
+        match kafka_ext::alter_group_offsets(self.target_admin.inner(), group, &forward, REQUEST_TIMEOUT) {
+            Ok(()) => {
+                tracing::debug!(flow = %self.name, group, partitions = forward.len(), "group offsets synced to target");
+                Ok(())
+            }
+            // A member joined between the check and the commit: the broker refuses, as wanted.
+            Err(e) => {
+                tracing::debug!(flow = %self.name, group, "group offset sync skipped: {e}");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Whether `group` has members on the cluster `client` talks to.
+pub fn has_active_members<C: rdkafka::consumer::ConsumerContext>(
+    client: &rdkafka::consumer::BaseConsumer<C>,
+    group: &str,
+) -> Result<bool, rdkafka::error::KafkaError> {
+    let list = client.fetch_group_list(Some(group), REQUEST_TIMEOUT)?;
+    Ok(list.groups().iter().any(|g| g.name() == group && !g.members().is_empty()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mm2;
+
+    #[test]
+    fn checkpoint_encoding_matches_mirrormaker2() {
+        assert_eq!(mm2::checkpoint_key("g", "us-east.t", 3), [&[0, 1][..], b"g", &[0, 9], b"us-east.t", &[0, 0, 0, 3]].concat());
+        let v = mm2::checkpoint_value(10, 7, "");
+        assert_eq!(v, [&[0, 0][..], &10i64.to_be_bytes(), &7i64.to_be_bytes(), &[0, 0]].concat());
+        assert_eq!(mm2::heartbeat_timestamp(&mm2::heartbeat_value(1234)), Some(1234));
+    }
+}
