@@ -1,8 +1,10 @@
 //! The admin HTTP endpoint: `/metrics` for Prometheus, `/healthz` (the process is alive),
-//! `/readyz` (every flow's data path runs), and `/status` (JSON progress per flow).
+//! `/readyz` (every flow runs and every cluster answers), and `/status` (JSON lag per
+//! flow and partition, read by `strait status`). Nothing here exposes configuration, so
+//! no secret can leak through it.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -10,35 +12,24 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
-use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::mirror::FlowShared;
+use crate::lag::FlowStatus;
 
-/// What the endpoint reads; the service fills it as flows start.
+/// What the endpoint reads; the lag monitors keep each flow's status current.
 pub struct AdminState {
     pub metrics: Option<PrometheusHandle>,
     pub flows: Vec<FlowView>,
 }
 
 pub struct FlowView {
-    pub shared: Arc<FlowShared>,
-    pub up: Arc<std::sync::atomic::AtomicBool>,
+    pub status: Arc<Mutex<FlowStatus>>,
 }
 
-#[derive(Serialize)]
-struct FlowStatus {
-    flow: String,
-    up: bool,
-    partitions: Vec<PartitionStatus>,
-}
-
-#[derive(Serialize)]
-struct PartitionStatus {
-    topic: String,
-    partition: i32,
-    /// Source offset up to which every record is on the target.
-    mirrored_position: i64,
+impl AdminState {
+    fn statuses(&self) -> Vec<FlowStatus> {
+        self.flows.iter().map(|f| f.status.lock().unwrap().clone()).collect()
+    }
 }
 
 /// Serves until `shutdown` turns true.
@@ -71,34 +62,31 @@ async fn metrics(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
     }
 }
 
+/// Ready when every flow's data path runs and both of its clusters answered the last
+/// lag round; otherwise 503 with the reasons.
 async fn ready(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
-    let down: Vec<String> = state
-        .flows
-        .iter()
-        .filter(|f| !f.up.load(std::sync::atomic::Ordering::SeqCst))
-        .map(|f| f.shared.name.clone())
-        .collect();
-    if down.is_empty() {
+    let mut problems = Vec::new();
+    for s in state.statuses() {
+        match s.state.as_str() {
+            "running" | "paused" => {}
+            other => problems.push(format!("flow {} is {other}", s.flow)),
+        }
+        if s.state != "starting" {
+            if !s.source_reachable {
+                problems.push(format!("flow {}: source cluster unreachable", s.flow));
+            }
+            if !s.target_reachable {
+                problems.push(format!("flow {}: target cluster unreachable", s.flow));
+            }
+        }
+    }
+    if problems.is_empty() {
         (StatusCode::OK, "ready\n".to_string())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, format!("flows not running: {}\n", down.join(", ")))
+        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}\n", problems.join("; ")))
     }
 }
 
 async fn status(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
-    let flows: Vec<FlowStatus> = state
-        .flows
-        .iter()
-        .map(|f| FlowStatus {
-            flow: f.shared.name.clone(),
-            up: f.up.load(std::sync::atomic::Ordering::SeqCst),
-            partitions: f
-                .shared
-                .acknowledged()
-                .into_iter()
-                .map(|(topic, partition, mirrored_position)| PartitionStatus { topic, partition, mirrored_position })
-                .collect(),
-        })
-        .collect();
-    Json(serde_json::json!({ "flows": flows }))
+    Json(serde_json::json!({ "flows": state.statuses() }))
 }

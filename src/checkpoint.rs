@@ -165,6 +165,8 @@ struct Checkpointer {
     target_producer: ThreadedProducer<DefaultProducerContext>,
     reader: Option<MapReader>,
     emitted: HashMap<(String, String, i32), (i64, i64, Instant)>,
+    /// Follows the flow's mirrored heartbeats on the target.
+    heartbeats: Option<rdkafka::consumer::BaseConsumer>,
 }
 
 impl Checkpointer {
@@ -184,6 +186,7 @@ impl Checkpointer {
             target_producer: producer(&target)?,
             reader: None,
             emitted: HashMap::new(),
+            heartbeats: None,
             flow,
             source,
             target,
@@ -201,6 +204,7 @@ impl Checkpointer {
                 last_heartbeat = Instant::now();
                 self.heartbeat();
             }
+            self.read_heartbeats();
             if last_checkpoint.elapsed() >= self.flow.checkpoint_interval() {
                 last_checkpoint = Instant::now();
                 if let Err(e) = self.checkpoint() {
@@ -220,6 +224,31 @@ impl Checkpointer {
         let record = BaseRecord::to(HEARTBEATS_TOPIC).key(&key).payload(&value);
         if let Err((e, _)) = self.source_producer.send(record) {
             tracing::debug!(flow = %self.name, "heartbeat not sent: {e}");
+        }
+    }
+
+    /// Notes the newest heartbeat of this flow that reached the target: its age tells
+    /// whether records get through end to end, even when no user topic has traffic.
+    fn read_heartbeats(&mut self) {
+        if self.heartbeats.is_none() {
+            let topic = TopicSelector::new(&self.flow).target_topic(HEARTBEATS_TOPIC);
+            let Ok(consumer) = self.target.metadata_client() else { return };
+            let mut tpl = rdkafka::TopicPartitionList::new();
+            if tpl.add_partition_offset(&topic, 0, rdkafka::Offset::OffsetTail(100)).is_err() || consumer.assign(&tpl).is_err() {
+                return;
+            }
+            self.heartbeats = Some(consumer);
+        }
+        let key = mm2::heartbeat_key(&self.flow.source, &self.flow.target);
+        let consumer = self.heartbeats.as_ref().expect("just set");
+        while let Some(result) = consumer.poll(Duration::ZERO) {
+            let Ok(message) = result else { break };
+            use rdkafka::message::Message;
+            if message.key() == Some(key.as_slice()) {
+                if let Some(ts) = message.payload().and_then(mm2::heartbeat_timestamp) {
+                    self.shared.last_heartbeat_ms.fetch_max(ts, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
         }
     }
 
@@ -259,11 +288,9 @@ impl Checkpointer {
         }
         for (group, translated) in per_group {
             self.emit(&group, &translated);
-            if self.flow.sync_group_offsets {
-                self.sync_group(&group, &translated)?;
-            }
+            self.sync_group(&group, &translated)?;
         }
-        metrics::checkpoint_emitted(&self.name);
+        self.shared.last_checkpoint_ms.store(now_ms(), std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
 
@@ -292,15 +319,24 @@ impl Checkpointer {
         }
     }
 
-    /// Commits translated offsets into the same group on the target while it is idle
-    /// there; never moves it backwards.
+    /// Reports how far the group's target offsets trail its translated position, and
+    /// (with `sync_group_offsets`) commits the translated offsets into the same group on
+    /// the target while it is idle there; never backwards.
     fn sync_group(&self, group: &str, translated: &[TranslatedOffset]) -> Result<(), ClusterError> {
-        if has_active_members(&self.target_meta, group).map_err(|e| self.target.request_error(format!("describing group `{group}`"), e))? {
-            return Ok(());
-        }
         let current = kafka_ext::list_group_offsets(self.target_admin.inner(), group, REQUEST_TIMEOUT)
             .map_err(|e| self.target.request_error(format!("reading offsets of group `{group}`"), e))?;
         let current: HashMap<(String, i32), i64> = current.into_iter().map(|o| ((o.topic, o.partition), o.offset)).collect();
+        for t in translated {
+            if let Some(d) = t.downstream {
+                let on_target = current.get(&(t.target_topic.clone(), t.partition)).copied().unwrap_or(0);
+                metrics::group_offset_lag(&self.name, group, &t.target_topic, t.partition, (d - on_target).max(0));
+            }
+        }
+        if !self.flow.sync_group_offsets
+            || has_active_members(&self.target_meta, group).map_err(|e| self.target.request_error(format!("describing group `{group}`"), e))?
+        {
+            return Ok(());
+        }
         let forward: Vec<GroupOffset> = translated
             .iter()
             .filter_map(|t| {

@@ -60,6 +60,7 @@ impl Cluster {
         cfg.set("queued.max.messages.kbytes", "32768");
         cfg.set("auto.offset.reset", "earliest");
         cfg.set("topic.metadata.refresh.interval.ms", "5000");
+        cfg.set("statistics.interval.ms", "5000");
         for (k, v) in &self.settings.consumer {
             cfg.set(k, v);
         }
@@ -86,6 +87,7 @@ impl Cluster {
             (max_in_flight_bytes / 1024).max(1024).to_string(),
         );
         cfg.set("queue.buffering.max.messages", "1000000");
+        cfg.set("statistics.interval.ms", "5000");
         for (k, v) in &self.settings.producer {
             cfg.set(k, v);
         }

@@ -11,9 +11,11 @@
 //! - [`mirror`]: the data path.
 //! - [`service`]: `strait run`: flows, topic sync, admin endpoint, graceful shutdown.
 //! - [`check`]: `strait check`.
+//! - [`status`]: `strait status`.
 //! - [`offset_map`]: where each mirrored record's copy is; exact translation.
 //! - [`checkpoint`]: group checkpoints (MM2 format), group offset sync, heartbeats.
 //! - [`failover`]: `offsets translate`, `failover`, `failback`.
+//! - [`lag`]: lag in records and seconds per partition, on an interval.
 //! - [`metrics`]: every exported metric.
 //! - [`admin_http`]: `/metrics`, `/healthz`, `/readyz`, `/status`.
 
@@ -24,9 +26,11 @@ pub mod cluster;
 pub mod config;
 pub mod failover;
 pub mod kafka_ext;
+pub mod lag;
 pub mod metrics;
 pub mod mirror;
 pub mod naming;
 pub mod offset_map;
 pub mod service;
+pub mod status;
 pub mod topic_sync;

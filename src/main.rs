@@ -35,6 +35,17 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Show flows and their worst partitions: lag in records and seconds, throughput, state.
+    Status {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Compute lag from the clusters instead of asking a running instance.
+        #[arg(long)]
+        direct: bool,
+        /// Admin address of the instance to ask (default: [admin] listen).
+        #[arg(long)]
+        admin: Option<std::net::SocketAddr>,
+    },
     /// Consumer-group offsets across regions.
     Offsets {
         #[command(subcommand)]
@@ -89,7 +100,9 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let config_path = match &cli.command {
-        Command::Check { config, .. } | Command::Plan { config } | Command::Run { config } => config.clone(),
+        Command::Check { config, .. } | Command::Plan { config } | Command::Run { config } | Command::Status { config, .. } => {
+            config.clone()
+        }
         Command::Offsets { command: OffsetsCommand::Translate { group } }
         | Command::Failover { group, .. }
         | Command::Failback { group } => group.config.clone(),
@@ -114,6 +127,23 @@ fn main() -> ExitCode {
         }
         Command::Plan { .. } => runtime().block_on(plan(config)),
         Command::Run { .. } => runtime().block_on(run(config)),
+        Command::Status { direct, admin, .. } => {
+            let flows = if direct {
+                Ok(strait::status::direct(&config))
+            } else {
+                strait::status::fetch(admin.unwrap_or_else(|| config.admin_listen()))
+            };
+            match flows {
+                Ok(flows) => {
+                    print!("{}", strait::status::render(&flows));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Offsets { command: OffsetsCommand::Translate { group } } => with_flow(&config, &group, |ctx, out| {
             let rows = ctx.translate(&group.group)?;
             strait::failover::print_table(out, &rows);

@@ -3,21 +3,39 @@
 //! Names follow Prometheus conventions: `strait_` prefix, base units (seconds, bytes),
 //! `_total` for counters. Hot-path metrics are handles resolved once per topic
 //! ([`FlowMetrics`]), so recording one costs an atomic add, not a registry lookup.
+//! Gauges of partitions and groups that go away stop being exported after a while
+//! (the exporter's idle timeout), so dashboards never show stale series.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter, Histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_util::MetricKindMask;
 use rdkafka::Timestamp;
 
 pub const RECORDS_TOTAL: &str = "strait_records_total";
 pub const BYTES_TOTAL: &str = "strait_bytes_total";
 pub const REPLICATION_LATENCY_SECONDS: &str = "strait_replication_latency_seconds";
+pub const REPLICATION_LAG_RECORDS: &str = "strait_replication_lag_records";
+pub const REPLICATION_LAG_SECONDS: &str = "strait_replication_lag_seconds";
+pub const SOURCE_END_OFFSET: &str = "strait_source_end_offset";
+pub const CHECKPOINT_AGE_SECONDS: &str = "strait_checkpoint_age_seconds";
+pub const GROUP_OFFSET_LAG_RECORDS: &str = "strait_group_offset_lag_records";
+pub const HEARTBEAT_AGE_SECONDS: &str = "strait_heartbeat_age_seconds";
 pub const ERRORS_TOTAL: &str = "strait_errors_total";
 pub const FLOW_UP: &str = "strait_flow_up";
 pub const FLOW_PAUSED: &str = "strait_flow_paused";
+pub const CLUSTER_UP: &str = "strait_cluster_up";
 pub const TOPIC_SYNC_CHANGES_TOTAL: &str = "strait_topic_sync_changes_total";
-pub const CHECKPOINT_TIMESTAMP_SECONDS: &str = "strait_checkpoint_timestamp_seconds";
+pub const KAFKA_BROKER_RTT_SECONDS: &str = "strait_kafka_broker_rtt_seconds";
+pub const KAFKA_QUEUE_MESSAGES: &str = "strait_kafka_queue_messages";
+pub const KAFKA_QUEUE_BYTES: &str = "strait_kafka_queue_bytes";
+pub const PROCESS_CPU_SECONDS_TOTAL: &str = "process_cpu_seconds_total";
+pub const PROCESS_RESIDENT_MEMORY_BYTES: &str = "process_resident_memory_bytes";
+
+/// The kinds of `strait_errors_total`; all start at 0 so that rates exist before the
+/// first error.
+pub const ERROR_KINDS: &[&str] = &["source", "target", "topic_sync", "checkpoint", "commit"];
 
 /// Installs the Prometheus recorder and registers help texts. Returns the handle the
 /// admin endpoint renders `/metrics` from.
@@ -28,6 +46,7 @@ pub fn install() -> Result<PrometheusHandle, String> {
             &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0],
         )
         .map_err(|e| e.to_string())?
+        .idle_timeout(MetricKindMask::GAUGE, Some(Duration::from_secs(60)))
         .install_recorder()
         .map_err(|e| e.to_string())?;
     describe();
@@ -42,15 +61,31 @@ fn describe() {
         Unit::Seconds,
         "Time from a source record's timestamp to the target's acknowledgement."
     );
-    describe_counter!(ERRORS_TOTAL, "Errors by flow and kind (source, target, topic_sync, commit).");
+    describe_gauge!(REPLICATION_LAG_RECORDS, "Source end offset minus the mirrored position, per partition.");
+    describe_gauge!(
+        REPLICATION_LAG_SECONDS,
+        Unit::Seconds,
+        "Age of the oldest source record not yet acknowledged by the target; 0 when caught up, \
+         and it keeps growing while replication is stalled."
+    );
+    describe_gauge!(SOURCE_END_OFFSET, "End (high watermark) offset of each mirrored source partition.");
+    describe_gauge!(CHECKPOINT_AGE_SECONDS, Unit::Seconds, "Time since the flow's last completed checkpoint round.");
+    describe_gauge!(
+        GROUP_OFFSET_LAG_RECORDS,
+        "Records a group would re-read on the target if it switched now without `strait failover`: \
+         its translated position minus its committed offset on the target."
+    );
+    describe_gauge!(HEARTBEAT_AGE_SECONDS, Unit::Seconds, "Age of the newest heartbeat of the flow that reached the target.");
+    describe_counter!(ERRORS_TOTAL, "Errors by flow and kind (source, target, topic_sync, checkpoint, commit).");
     describe_gauge!(FLOW_UP, "1 while the flow's data path runs, 0 after it stopped.");
     describe_gauge!(FLOW_PAUSED, "1 while fetching is paused because the target is slow or not ready.");
+    describe_gauge!(CLUSTER_UP, "1 when the cluster answered strait's last request, per flow and side (source, target).");
     describe_counter!(TOPIC_SYNC_CHANGES_TOTAL, "Changes topic sync made on the target (create, partitions, config).");
-    describe_gauge!(
-        CHECKPOINT_TIMESTAMP_SECONDS,
-        Unit::Seconds,
-        "Unix time of the flow's last completed checkpoint round (time() minus this is the checkpoint age)."
-    );
+    describe_gauge!(KAFKA_BROKER_RTT_SECONDS, Unit::Seconds, "librdkafka: average request round-trip time per broker.");
+    describe_gauge!(KAFKA_QUEUE_MESSAGES, "librdkafka: messages in the client's queues (producer: waiting for the target).");
+    describe_gauge!(KAFKA_QUEUE_BYTES, Unit::Bytes, "librdkafka: bytes in the client's queues.");
+    describe_counter!(PROCESS_CPU_SECONDS_TOTAL, Unit::Seconds, "CPU time used by the strait process.");
+    describe_gauge!(PROCESS_RESIDENT_MEMORY_BYTES, Unit::Bytes, "Resident memory of the strait process.");
 }
 
 /// Per-topic handles for the data path.
@@ -75,10 +110,22 @@ impl FlowMetrics {
         self.records.increment(1);
         self.bytes.increment(bytes as u64);
         if let Some(ms) = timestamp.to_millis() {
-            let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-            self.latency.record(((now - ms).max(0) as f64) / 1000.0);
+            self.latency.record(((now_ms() - ms).max(0) as f64) / 1000.0);
         }
     }
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Registers a flow's series that must exist before anything happens.
+pub fn flow_started(flow: &str) {
+    for kind in ERROR_KINDS {
+        counter!(ERRORS_TOTAL, "flow" => flow.to_string(), "kind" => *kind).increment(0);
+    }
+    flow_up(flow, true);
+    flow_paused(flow, false);
 }
 
 pub fn source_error(flow: &str) {
@@ -97,11 +144,69 @@ pub fn flow_paused(flow: &str, paused: bool) {
     gauge!(FLOW_PAUSED, "flow" => flow.to_string()).set(if paused { 1.0 } else { 0.0 });
 }
 
+pub fn cluster_up(flow: &str, side: &'static str, cluster: &str, up: bool) {
+    gauge!(CLUSTER_UP, "flow" => flow.to_string(), "side" => side, "cluster" => cluster.to_string()).set(if up { 1.0 } else { 0.0 });
+}
+
 pub fn topic_sync_change(flow: &str, kind: &'static str, count: usize) {
     counter!(TOPIC_SYNC_CHANGES_TOTAL, "flow" => flow.to_string(), "kind" => kind).increment(count as u64);
 }
 
-pub fn checkpoint_emitted(flow: &str) {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
-    gauge!(CHECKPOINT_TIMESTAMP_SECONDS, "flow" => flow.to_string()).set(now);
+pub fn partition_lag(flow: &str, topic: &str, partition: i32, end: i64, records: i64, seconds: f64) {
+    let labels = [("flow", flow.to_string()), ("topic", topic.to_string()), ("partition", partition.to_string())];
+    gauge!(SOURCE_END_OFFSET, &labels).set(end as f64);
+    gauge!(REPLICATION_LAG_RECORDS, &labels).set(records as f64);
+    gauge!(REPLICATION_LAG_SECONDS, &labels).set(seconds);
+}
+
+pub fn checkpoint_age(flow: &str, seconds: f64) {
+    gauge!(CHECKPOINT_AGE_SECONDS, "flow" => flow.to_string()).set(seconds);
+}
+
+pub fn heartbeat_age(flow: &str, seconds: f64) {
+    gauge!(HEARTBEAT_AGE_SECONDS, "flow" => flow.to_string()).set(seconds);
+}
+
+pub fn group_offset_lag(flow: &str, group: &str, topic: &str, partition: i32, records: i64) {
+    let labels = [
+        ("flow", flow.to_string()),
+        ("group", group.to_string()),
+        ("topic", topic.to_string()),
+        ("partition", partition.to_string()),
+    ];
+    gauge!(GROUP_OFFSET_LAG_RECORDS, &labels).set(records as f64);
+}
+
+/// The librdkafka statistics that explain slowness: broker round trips and queue depth.
+pub fn librdkafka_statistics(flow: &str, client: &'static str, stats: &rdkafka::Statistics) {
+    gauge!(KAFKA_QUEUE_MESSAGES, "flow" => flow.to_string(), "client" => client).set(stats.msg_cnt as f64);
+    gauge!(KAFKA_QUEUE_BYTES, "flow" => flow.to_string(), "client" => client).set(stats.msg_size as f64);
+    for broker in stats.brokers.values() {
+        if let Some(rtt) = &broker.rtt {
+            if broker.nodeid >= 0 {
+                gauge!(KAFKA_BROKER_RTT_SECONDS, "flow" => flow.to_string(), "client" => client, "broker" => broker.name.clone())
+                    .set(rtt.avg as f64 / 1_000_000.0);
+            }
+        }
+    }
+}
+
+/// CPU and memory of this process, read from /proc (Linux).
+pub fn process() {
+    let ticks_per_second = 100.0; // USER_HZ, fixed at 100 on Linux
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+        // Fields after the parenthesised command name; utime and stime are 14th and 15th.
+        if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            if let (Some(u), Some(s)) = (fields.get(11), fields.get(12)) {
+                let ticks = u.parse::<f64>().unwrap_or(0.0) + s.parse::<f64>().unwrap_or(0.0);
+                counter!(PROCESS_CPU_SECONDS_TOTAL).absolute((ticks / ticks_per_second) as u64);
+            }
+        }
+    }
+    if let Ok(statm) = std::fs::read_to_string("/proc/self/statm") {
+        if let Some(pages) = statm.split_whitespace().nth(1).and_then(|p| p.parse::<f64>().ok()) {
+            gauge!(PROCESS_RESIDENT_MEMORY_BYTES).set(pages * 4096.0);
+        }
+    }
 }

@@ -92,6 +92,10 @@ pub struct PartitionSlot {
     map_stored_frontier: AtomicI64,
     /// This instance currently owns the partition.
     assigned: AtomicBool,
+    /// Source timestamp (ms) of the last acknowledged record, for the time lag.
+    last_acked_timestamp: AtomicI64,
+    /// The frontier the loop last computed (steps over transaction markers).
+    frontier_seen: AtomicI64,
     metrics: std::sync::OnceLock<FlowMetrics>,
 }
 
@@ -103,6 +107,18 @@ impl PartitionSlot {
         self.failed.store(false, Ordering::SeqCst);
         self.last_target_offset.store(-1, Ordering::SeqCst);
         self.map_stored_frontier.store(-1, Ordering::SeqCst);
+        self.frontier_seen.store(-1, Ordering::SeqCst);
+    }
+
+    /// Source offset up to which the partition is mirrored, if known.
+    pub fn mirrored_position(&self) -> Option<i64> {
+        let p = self.safe_position().unwrap_or(-1).max(self.frontier_seen.load(Ordering::SeqCst));
+        (p >= 0).then_some(p)
+    }
+
+    pub fn last_acked_timestamp(&self) -> Option<i64> {
+        let ts = self.last_acked_timestamp.load(Ordering::SeqCst);
+        (ts > 0).then_some(ts)
     }
 
     /// Everything below this upstream offset is on the target, given the consumer's
@@ -154,6 +170,16 @@ pub struct FlowShared {
     commit_errors: AtomicU32,
     /// The newest offset-map batch the target acknowledged completely.
     map_acked_batch: AtomicI64,
+    /// Records the target acknowledged, for throughput.
+    pub acked_records: std::sync::atomic::AtomicU64,
+    /// Fetching is paused because the target is slow or not ready.
+    pub paused: AtomicBool,
+    /// Unix ms of the last completed checkpoint round; 0 = none yet.
+    pub last_checkpoint_ms: AtomicI64,
+    /// Unix ms timestamp of the newest heartbeat of this flow seen on the target.
+    pub last_heartbeat_ms: AtomicI64,
+    /// The last error worth showing in `/status` (no secrets: Kafka error texts only).
+    pub last_error: Mutex<Option<String>>,
 }
 
 impl FlowShared {
@@ -169,6 +195,11 @@ impl FlowShared {
             producer: std::sync::OnceLock::new(),
             commit_errors: AtomicU32::new(0),
             map_acked_batch: AtomicI64::new(-1),
+            acked_records: std::sync::atomic::AtomicU64::new(0),
+            paused: AtomicBool::new(false),
+            last_checkpoint_ms: AtomicI64::new(0),
+            last_heartbeat_ms: AtomicI64::new(0),
+            last_error: Mutex::new(None),
         })
     }
 
@@ -222,7 +253,24 @@ impl FlowShared {
             .is_some_and(|&slot| self.slots[slot].assigned.load(Ordering::SeqCst))
     }
 
+    /// Owned partitions with their slots, for the lag monitor.
+    pub fn owned_partitions(&self) -> Vec<(String, i32, &PartitionSlot)> {
+        let registry = self.registry.lock().unwrap();
+        let mut out: Vec<_> = registry
+            .iter()
+            .filter(|(_, &slot)| self.slots[slot].assigned.load(Ordering::SeqCst))
+            .map(|((t, p), &slot)| (t.clone(), *p, &self.slots[slot]))
+            .collect();
+        out.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        out
+    }
+
+    pub fn set_error(&self, error: impl std::fmt::Display) {
+        *self.last_error.lock().unwrap() = Some(error.to_string());
+    }
+
     fn refuse(&self, error: MirrorError) {
+        self.set_error(&error);
         let mut refused = self.refused.lock().unwrap();
         if refused.is_none() {
             tracing::error!(flow = %self.name, "{error}");
@@ -259,7 +307,17 @@ pub struct DeliveryTracker {
     closed_segments: std::sync::mpsc::Sender<(usize, Segment)>,
 }
 
-impl ClientContext for DeliveryTracker {}
+impl ClientContext for DeliveryTracker {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        metrics::librdkafka_statistics(&self.shared.name, "producer", &statistics);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        metrics::error(&self.shared.name, "target");
+        self.shared.set_error(format!("target: {reason}"));
+        tracing::warn!(flow = %self.shared.name, "target producer: {error}: {reason}");
+    }
+}
 
 impl ProducerContext for DeliveryTracker {
     type DeliveryOpaque = usize;
@@ -288,7 +346,11 @@ impl ProducerContext for DeliveryTracker {
                         let _ = self.closed_segments.send((slot_index, closed));
                     }
                     slot.last_target_offset.store(message.offset(), Ordering::SeqCst);
+                    if let Some(ts) = message.timestamp().to_millis() {
+                        slot.last_acked_timestamp.store(ts, Ordering::SeqCst);
+                    }
                     slot.acked_next.store(source_offset + 1, Ordering::SeqCst);
+                    self.shared.acked_records.fetch_add(1, Ordering::Relaxed);
                 }
                 if let Some(m) = slot.metrics.get() {
                     m.record_acknowledged(message.payload_len() + message.key().map_or(0, <[u8]>::len), message.timestamp());
@@ -334,7 +396,17 @@ pub struct RebalanceHandler {
     shared: Arc<FlowShared>,
 }
 
-impl ClientContext for RebalanceHandler {}
+impl ClientContext for RebalanceHandler {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        metrics::librdkafka_statistics(&self.shared.name, "consumer", &statistics);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        metrics::source_error(&self.shared.name);
+        self.shared.set_error(format!("source: {reason}"));
+        tracing::warn!(flow = %self.shared.name, "source consumer: {error}: {reason}");
+    }
+}
 
 impl ConsumerContext for RebalanceHandler {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -462,6 +534,7 @@ pub fn start(
         map_written: HashMap::new(),
         map_pending: HashMap::new(),
         map_batch: 0,
+        seeded: std::collections::HashSet::new(),
         flow_name: name.clone(),
     };
     let thread = std::thread::Builder::new()
@@ -630,6 +703,8 @@ struct FlowLoop {
     /// Per slot, frontiers written but not yet acknowledged: (batch, frontier).
     map_pending: HashMap<usize, Vec<(i64, i64)>>,
     map_batch: i64,
+    /// Slots whose mirrored position was seeded from the committed offset.
+    seeded: std::collections::HashSet<usize>,
     flow_name: String,
 }
 
@@ -679,6 +754,7 @@ impl FlowLoop {
                 }
                 Some(Err(e)) => {
                     metrics::source_error(&self.flow_name);
+                    self.shared.set_error(format!("source consumer: {e}"));
                     tracing::warn!(flow = %self.flow_name, "source consumer: {e}");
                 }
             }
@@ -712,6 +788,7 @@ impl FlowLoop {
         if let Ok(assignment) = self.consumer.assignment() {
             if self.consumer.pause(&assignment).is_ok() {
                 self.paused = true;
+                self.shared.paused.store(true, Ordering::SeqCst);
                 metrics::flow_paused(&self.flow_name, true);
                 tracing::debug!(flow = %self.flow_name, "target busy or not ready: fetching paused");
             }
@@ -722,6 +799,7 @@ impl FlowLoop {
         if let Ok(assignment) = self.consumer.assignment() {
             if self.consumer.resume(&assignment).is_ok() {
                 self.paused = false;
+                self.shared.paused.store(false, Ordering::SeqCst);
                 metrics::flow_paused(&self.flow_name, false);
                 tracing::debug!(flow = %self.flow_name, "fetching resumed");
             }
@@ -731,6 +809,8 @@ impl FlowLoop {
     /// Partitions moved: forget records of partitions this instance no longer owns (the
     /// new owner reads them from the committed position), and refresh slot lookups.
     fn after_rebalance(&mut self) {
+        // Reassigned partitions are seeded again from their committed offsets.
+        self.seeded.clear();
         let assignment = self.consumer.assignment().unwrap_or_default();
         let owned: std::collections::HashSet<(String, i32)> =
             assignment.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
@@ -801,6 +881,7 @@ impl FlowLoop {
         let positions = if waiting_records { None } else { self.consumer.position().ok() };
         let batch = self.map_batch + 1;
         let assignment = self.consumer.assignment().unwrap_or_default();
+        self.seed_mirrored_positions(&assignment, &registry);
         for elem in assignment.elements() {
             let Some(&slot_index) = registry.get(&(elem.topic().to_string(), elem.partition())) else { continue };
             let slot = &self.shared.slots[slot_index];
@@ -813,6 +894,7 @@ impl FlowLoop {
             if frontier < 0 {
                 continue;
             }
+            slot.frontier_seen.fetch_max(frontier, Ordering::SeqCst);
             let open = slot.recorder.snapshot();
             let written = self.map_written.get(&slot_index).copied();
             if written == Some((open, frontier)) {
@@ -860,6 +942,33 @@ impl FlowLoop {
             pending.retain(|(b, _)| *b > acked);
         }
         Ok(())
+    }
+
+    /// A partition taken over (after a restart or rebalance) is mirrored at least up
+    /// to its committed offset: progress is committed only once mirrored and mapped.
+    /// Knowing this lets lag be computed before any new record arrives.
+    fn seed_mirrored_positions(&mut self, assignment: &TopicPartitionList, registry: &HashMap<(String, i32), usize>) {
+        let mut unknown = TopicPartitionList::new();
+        for elem in assignment.elements() {
+            if let Some(&slot) = registry.get(&(elem.topic().to_string(), elem.partition())) {
+                if self.shared.slots[slot].frontier_seen.load(Ordering::SeqCst) < 0 && self.seeded.insert(slot) {
+                    let _ = unknown.add_partition(elem.topic(), elem.partition());
+                }
+            }
+        }
+        if unknown.count() == 0 {
+            return;
+        }
+        match self.consumer.committed_offsets(unknown, Duration::from_secs(5)) {
+            Ok(committed) => {
+                for elem in committed.elements() {
+                    if let (Offset::Offset(o), Some(&slot)) = (elem.offset(), registry.get(&(elem.topic().to_string(), elem.partition()))) {
+                        self.shared.slots[slot].frontier_seen.fetch_max(o, Ordering::SeqCst);
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(flow = %self.flow_name, "reading committed offsets: {e}"),
+        }
     }
 
     /// Commits, per owned partition, the position up to which the target has everything.

@@ -57,8 +57,13 @@ impl TopicSelector {
             .map(|(p, _)| p.as_str())
             .collect();
         // Heartbeats travel with every flow, as in MirrorMaker 2, so that liveness and
-        // latency can be measured end to end.
-        if included.is_empty() && !is_heartbeats(topic) {
+        // latency can be measured end to end. With identity names a copy such as
+        // `us-east.heartbeats` would keep its name and wander on, so only the original.
+        let implicit = match self.rename {
+            RenamePolicy::Prefix => is_heartbeats(topic),
+            RenamePolicy::Identity => topic == "heartbeats",
+        };
+        if included.is_empty() && !implicit {
             return Err(Skip::NotSelected);
         }
         if self.exclude.iter().any(|re| re.is_match(topic)) {
@@ -72,7 +77,8 @@ impl TopicSelector {
         if is_internal(topic) && !included.iter().any(|p| *p == regex::escape(topic) || *p == topic) {
             return Err(Skip::Internal);
         }
-        if self.rename == RenamePolicy::Prefix && came_from(topic, &self.target) {
+        // A chain naming the source itself means the topic already looped once.
+        if self.rename == RenamePolicy::Prefix && (came_from(topic, &self.target) || came_from(topic, &self.source)) {
             return Err(Skip::Cycle);
         }
         Ok(())
@@ -169,6 +175,7 @@ mod tests {
         assert_eq!(s.select("video.chunks"), Ok(()));
         assert_eq!(s.target_topic("orders"), "a.orders");
         assert_eq!(s.select("b.heartbeats"), Err(Skip::Cycle));
+        assert_eq!(s.select("a.heartbeats"), Err(Skip::Cycle), "came back to its own source");
     }
 
     #[test]
@@ -177,5 +184,7 @@ mod tests {
         assert_eq!(s.target_topic("orders"), "orders");
         // Names carry no provenance with identity; the header check handles loops.
         assert_eq!(s.select("b.orders"), Ok(()));
+        assert_eq!(s.select("heartbeats"), Ok(()));
+        assert_eq!(s.select("b.heartbeats"), Err(Skip::NotSelected));
     }
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::admin_http::{self, AdminState, FlowView};
+use crate::lag::{self, FlowStatus};
 use crate::cluster::Cluster;
 use crate::config::{Config, FlowConfig};
 use crate::metrics;
@@ -48,6 +49,7 @@ pub async fn run(config: Config, shutdown_tx: watch::Sender<bool>) -> Result<(),
     let mut views = Vec::new();
     let mut sync_tasks = Vec::new();
     let mut checkpointers = Vec::new();
+    let mut monitors = Vec::new();
     for flow in &config.flows {
         let source = Cluster::new(&flow.source, config.cluster(&flow.source));
         let target = Cluster::new(&flow.target, config.cluster(&flow.target));
@@ -76,13 +78,39 @@ pub async fn run(config: Config, shutdown_tx: watch::Sender<bool>) -> Result<(),
             shutdown_tx.subscribe(),
         ));
         let up = Arc::new(AtomicBool::new(true));
-        metrics::flow_up(&flow.name(), true);
-        views.push(FlowView { shared: handle.shared.clone(), up: up.clone() });
+        metrics::flow_started(&flow.name());
+        let status = Arc::new(std::sync::Mutex::new(FlowStatus {
+            flow: flow.name(),
+            state: "starting".into(),
+            ..Default::default()
+        }));
+        monitors.push(lag::start(
+            handle.shared.clone(),
+            source.clone(),
+            target.clone(),
+            crate::offset_map::map_topic(&flow.source),
+            status.clone(),
+            up.clone(),
+            shutdown_tx.subscribe(),
+        ));
+        views.push(FlowView { status });
         flows.push((flow.name(), handle, up));
     }
 
     let state = Arc::new(AdminState { metrics: prometheus, flows: views });
     let admin = tokio::spawn(admin_http::serve(listener, state, shutdown_tx.subscribe()));
+    let process_metrics = tokio::spawn({
+        let mut shutdown = shutdown_tx.subscribe();
+        async move {
+            loop {
+                metrics::process();
+                tokio::select! {
+                    _ = shutdown.wait_for(|stop| *stop) => return,
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                }
+            }
+        }
+    });
 
     // Watch the flows: one that ends on its own has failed; stop everything then.
     let mut shutdown_rx = shutdown_tx.subscribe();
@@ -112,9 +140,10 @@ pub async fn run(config: Config, shutdown_tx: watch::Sender<bool>) -> Result<(),
     for task in sync_tasks {
         let _ = task.await;
     }
-    for thread in checkpointers {
+    for thread in checkpointers.into_iter().chain(monitors) {
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     }
+    let _ = process_metrics.await;
     let _ = admin.await;
     match first_error {
         Some(e) => Err(e.into()),
