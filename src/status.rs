@@ -96,8 +96,18 @@ fn shorten(text: &str, width: usize) -> String {
     if text.chars().count() <= width {
         text.to_string()
     } else {
-        let tail: String = text.chars().rev().take(width - 1).collect::<Vec<_>>().into_iter().rev().collect();
-        format!("…{tail}")
+        let head: String = text.chars().take(width - 1).collect();
+        format!("{head}…")
+    }
+}
+
+/// Like [`shorten`], but keeps the end (a partition's `[n]`).
+fn shorten_keeping_end(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        text.to_string()
+    } else {
+        let tail: Vec<char> = text.chars().rev().take(width - 1).collect();
+        format!("…{}", tail.into_iter().rev().collect::<String>())
     }
 }
 
@@ -105,8 +115,8 @@ fn shorten(text: &str, width: usize) -> String {
 pub fn render(flows: &[FlowStatus]) -> String {
     let mut out = String::new();
     out.push_str(&format!(
-        "{:<34} {:<8} {:>14} {:>12} {:>12}  {}\n",
-        "FLOW / PARTITION", "STATE", "LAG RECORDS", "LAG SECONDS", "RECORDS/S", "NOTE"
+        "{:<34} {:<8} {:>14} {:>12} {:>12}\n",
+        "FLOW / PARTITION", "STATE", "LAG RECORDS", "LAG SECONDS", "RECORDS/S"
     ));
     for f in flows {
         let mut note = Vec::new();
@@ -117,22 +127,24 @@ pub fn render(flows: &[FlowStatus]) -> String {
             note.push("target unreachable".to_string());
         }
         if let Some(e) = &f.last_error {
-            note.push(shorten(e, 40));
+            note.push(format!("last error: {e}"));
         }
         out.push_str(&format!(
-            "{:<34} {:<8} {:>14} {:>12.1} {:>12.1}  {}\n",
+            "{:<34} {:<8} {:>14} {:>12.1} {:>12.1}\n",
             shorten(&f.flow, 34),
             f.state,
             f.lag_records(),
             f.worst_lag_seconds(),
             f.records_per_second,
-            note.join("; ")
         ));
+        if !note.is_empty() {
+            out.push_str(&format!("  ! {}\n", shorten(&note.join("; "), 96)));
+        }
         let mut worst: Vec<&PartitionLag> = f.partitions.iter().filter(|p| p.lag_records > 0).collect();
         worst.sort_by(|a, b| b.lag_seconds.total_cmp(&a.lag_seconds).then(b.lag_records.cmp(&a.lag_records)));
         for p in worst.iter().take(WORST) {
             let name = format!("{}[{}]", p.topic, p.partition);
-            out.push_str(&format!("  {:<32} {:<8} {:>14} {:>12.1}\n", shorten(&name, 32), "", p.lag_records, p.lag_seconds));
+            out.push_str(&format!("  {:<32} {:<8} {:>14} {:>12.1}\n", shorten_keeping_end(&name, 32), "", p.lag_records, p.lag_seconds));
         }
         if worst.len() > WORST {
             out.push_str(&format!("  … {} more partition(s) lagging\n", worst.len() - WORST));
