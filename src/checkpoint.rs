@@ -27,6 +27,8 @@ use crate::topic_sync::{checkpoints_topic, Routes, HEARTBEATS_TOPIC};
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Unchanged checkpoints are still re-emitted this often, so their age shows liveness.
 const REEMIT_AFTER: Duration = Duration::from_secs(60);
+/// The offset map is pruned every this many checkpoint rounds (60 s by default).
+const PRUNE_EVERY_ROUNDS: u32 = 12;
 
 /// One partition of a group, translated.
 #[derive(Debug, Clone)]
@@ -42,15 +44,17 @@ pub struct TranslatedOffset {
 }
 
 /// Translates a group's committed source offsets for the topics this flow mirrors.
-/// `target_end` answers the end offset of a target partition, for partitions whose map
-/// knows no next offset yet; `source_start` the first offset of a source partition.
+/// The clients answer a source partition's first offset (to tell positions older than
+/// the map) and a target partition's end (when the map knows no next offset yet).
 pub fn translate_group(
     flow: &FlowConfig,
     map: &FlowMap,
     offsets: &[GroupOffset],
-    mut target_end: impl FnMut(&str, i32) -> Option<i64>,
-    mut source_start: impl FnMut(&str, i32) -> Option<i64>,
+    source_meta: &rdkafka::consumer::BaseConsumer,
+    target_meta: &rdkafka::consumer::BaseConsumer,
 ) -> Vec<TranslatedOffset> {
+    let source_start = |topic: &str, partition| source_meta.fetch_watermarks(topic, partition, REQUEST_TIMEOUT).ok().map(|w| w.0);
+    let target_end = |topic: &str, partition| target_meta.fetch_watermarks(topic, partition, REQUEST_TIMEOUT).ok().map(|w| w.1);
     let selector = TopicSelector::new(flow);
     let mut out: Vec<TranslatedOffset> = offsets
         .iter()
@@ -167,6 +171,7 @@ struct Checkpointer {
     emitted: HashMap<(String, String, i32), (i64, i64, Instant)>,
     /// Follows the flow's mirrored heartbeats on the target.
     heartbeats: Option<rdkafka::consumer::BaseConsumer>,
+    last_prune: Instant,
 }
 
 impl Checkpointer {
@@ -187,6 +192,7 @@ impl Checkpointer {
             reader: None,
             emitted: HashMap::new(),
             heartbeats: None,
+            last_prune: Instant::now(),
             flow,
             source,
             target,
@@ -227,6 +233,33 @@ impl Checkpointer {
         }
     }
 
+    /// Deletes (tombstones) offset-map segments of owned partitions that a newer copy
+    /// replaced or that lie wholly below the source's log start, so the compacted map
+    /// topic stays as small as the data the source still holds.
+    fn prune_offset_map(&mut self) {
+        let Some(reader) = self.reader.as_ref() else { return };
+        let topic = crate::offset_map::map_topic(&self.flow.source);
+        let mut tombstones = Vec::new();
+        for (source_topic, partition) in reader.map.partitions() {
+            if !self.shared.owns(source_topic, *partition) {
+                continue;
+            }
+            let Ok((log_start, _)) = self.source_meta.fetch_watermarks(source_topic, *partition, REQUEST_TIMEOUT) else { continue };
+            tombstones.extend(reader.map.prunable(source_topic, *partition, log_start));
+        }
+        for key in &tombstones {
+            let record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&topic).partition(0).key(key.as_bytes());
+            if let Err((e, _)) = self.target_producer.send(record) {
+                tracing::warn!(flow = %self.name, "pruning the offset map: {e}");
+                return;
+            }
+        }
+        if !tombstones.is_empty() {
+            tracing::debug!(flow = %self.name, segments = tombstones.len(), "pruned offset map");
+        }
+        metrics::offset_map_segments(&self.name, reader.map.stored_segments().saturating_sub(tombstones.len()));
+    }
+
     /// Notes the newest heartbeat of this flow that reached the target: its age tells
     /// whether records get through end to end, even when no user topic has traffic.
     fn read_heartbeats(&mut self) {
@@ -258,6 +291,11 @@ impl Checkpointer {
         }
         let reader = self.reader.as_mut().expect("just set");
         reader.catch_up(&self.target, REQUEST_TIMEOUT)?;
+        if self.last_prune.elapsed() >= self.flow.checkpoint_interval() * PRUNE_EVERY_ROUNDS {
+            self.last_prune = Instant::now();
+            self.prune_offset_map();
+        }
+        let reader = self.reader.as_ref().expect("just set");
         let routes = self.routes.borrow().clone();
         let groups = self
             .source_meta
@@ -276,14 +314,7 @@ impl Checkpointer {
             if owned.is_empty() {
                 continue;
             }
-            let (target_meta, source_meta) = (&self.target_meta, &self.source_meta);
-            let translated = translate_group(
-                &self.flow,
-                &reader.map,
-                &owned,
-                |topic, partition| target_meta.fetch_watermarks(topic, partition, REQUEST_TIMEOUT).ok().map(|w| w.1),
-                |topic, partition| source_meta.fetch_watermarks(topic, partition, REQUEST_TIMEOUT).ok().map(|w| w.0),
-            );
+            let translated = translate_group(&self.flow, &reader.map, &owned, &self.source_meta, &self.target_meta);
             per_group.push((group, translated));
         }
         for (group, translated) in per_group {

@@ -83,13 +83,7 @@ impl FlowContext {
         let reader = self.read_map()?;
         let target_meta = self.target.metadata_client()?;
         let source_meta = self.source.metadata_client()?;
-        let translated = translate_group(
-            &self.flow,
-            &reader.map,
-            &offsets,
-            |topic, partition| target_meta.fetch_watermarks(topic, partition, TIMEOUT).ok().map(|w| w.1),
-            |topic, partition| source_meta.fetch_watermarks(topic, partition, TIMEOUT).ok().map(|w| w.0),
-        );
+        let translated = translate_group(&self.flow, &reader.map, &offsets, &source_meta, &target_meta);
         if translated.is_empty() {
             return Err(FailoverError::NoOffsets {
                 group: group.to_string(),

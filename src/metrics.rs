@@ -30,6 +30,9 @@ pub const TOPIC_SYNC_CHANGES_TOTAL: &str = "strait_topic_sync_changes_total";
 pub const KAFKA_BROKER_RTT_SECONDS: &str = "strait_kafka_broker_rtt_seconds";
 pub const KAFKA_QUEUE_MESSAGES: &str = "strait_kafka_queue_messages";
 pub const KAFKA_QUEUE_BYTES: &str = "strait_kafka_queue_bytes";
+pub const OFFSET_MAP_RECORDS_TOTAL: &str = "strait_offset_map_records_total";
+pub const OFFSET_MAP_WRITE_SECONDS: &str = "strait_offset_map_write_seconds";
+pub const OFFSET_MAP_SEGMENTS: &str = "strait_offset_map_segments";
 pub const PROCESS_CPU_SECONDS_TOTAL: &str = "process_cpu_seconds_total";
 pub const PROCESS_RESIDENT_MEMORY_BYTES: &str = "process_resident_memory_bytes";
 
@@ -44,6 +47,11 @@ pub fn install() -> Result<PrometheusHandle, String> {
         .set_buckets_for_metric(
             Matcher::Full(REPLICATION_LATENCY_SECONDS.to_string()),
             &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0],
+        )
+        .map_err(|e| e.to_string())?
+        .set_buckets_for_metric(
+            Matcher::Full(OFFSET_MAP_WRITE_SECONDS.to_string()),
+            &[0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05],
         )
         .map_err(|e| e.to_string())?
         .idle_timeout(MetricKindMask::GAUGE, Some(Duration::from_secs(60)))
@@ -84,6 +92,13 @@ fn describe() {
     describe_gauge!(KAFKA_BROKER_RTT_SECONDS, Unit::Seconds, "librdkafka: average request round-trip time per broker.");
     describe_gauge!(KAFKA_QUEUE_MESSAGES, "librdkafka: messages in the client's queues (producer: waiting for the target).");
     describe_gauge!(KAFKA_QUEUE_BYTES, Unit::Bytes, "librdkafka: bytes in the client's queues.");
+    describe_counter!(OFFSET_MAP_RECORDS_TOTAL, "Records written to the offset-map topic (segments and frontiers).");
+    describe_histogram!(
+        OFFSET_MAP_WRITE_SECONDS,
+        Unit::Seconds,
+        "Time the data-path thread spent per commit round preparing and handing offset-map records to the producer."
+    );
+    describe_gauge!(OFFSET_MAP_SEGMENTS, "Segments stored in the flow's offset map after pruning.");
     describe_counter!(PROCESS_CPU_SECONDS_TOTAL, Unit::Seconds, "CPU time used by the strait process.");
     describe_gauge!(PROCESS_RESIDENT_MEMORY_BYTES, Unit::Bytes, "Resident memory of the strait process.");
 }
@@ -209,4 +224,14 @@ pub fn process() {
             gauge!(PROCESS_RESIDENT_MEMORY_BYTES).set(pages * 4096.0);
         }
     }
+}
+
+/// One offset-map write round on the data path: records written, time it took.
+pub fn offset_map_written(flow: &str, records: usize, took: Duration) {
+    counter!(OFFSET_MAP_RECORDS_TOTAL, "flow" => flow.to_string()).increment(records as u64);
+    histogram!(OFFSET_MAP_WRITE_SECONDS, "flow" => flow.to_string()).record(took.as_secs_f64());
+}
+
+pub fn offset_map_segments(flow: &str, segments: usize) {
+    gauge!(OFFSET_MAP_SEGMENTS, "flow" => flow.to_string()).set(segments as f64);
 }

@@ -570,22 +570,19 @@ impl Forwarder {
         let topic = message.topic();
         let partition = message.partition();
         let offset = message.offset();
-        let slot_index = match self.table.get(topic) {
-            // A topic no longer routed (excluded meanwhile): the subscription change
-            // revokes it; never store progress past it.
-            None => return Ok(Forwarded::MustWait),
+        // A topic no longer routed (excluded meanwhile): the subscription change
+        // revokes it; never store progress past it.
+        let Some(route) = self.table.get(topic) else { return Ok(Forwarded::MustWait) };
+        if partition >= route.target_partitions {
             // The target has not got this partition yet; topic sync adds it shortly.
-            Some(route) if partition >= route.target_partitions => return Ok(Forwarded::MustWait),
-            Some(route) => match route.slots.get(partition as usize).copied().flatten() {
-                Some(s) => s,
-                None => {
-                    let s = self.shared.slot_for(topic, partition)?;
-                    self.register_slot(topic, partition, s);
-                    s
-                }
-            },
+            return Ok(Forwarded::MustWait);
+        }
+        let Some(slot_index) = route.slots.get(partition as usize).copied().flatten() else {
+            // First record of a partition this loop has not seen: register, then retry.
+            let slot = self.shared.slot_for(topic, partition)?;
+            self.register_slot(topic, partition, slot);
+            return self.forward(message);
         };
-        let route = &self.table[topic];
         let slot = &self.shared.slots[slot_index];
         if offset > MAX_PACKED_OFFSET {
             return Err(MirrorError::Other {
@@ -785,24 +782,22 @@ impl FlowLoop {
     }
 
     fn pause_all(&mut self) {
-        if let Ok(assignment) = self.consumer.assignment() {
-            if self.consumer.pause(&assignment).is_ok() {
-                self.paused = true;
-                self.shared.paused.store(true, Ordering::SeqCst);
-                metrics::flow_paused(&self.flow_name, true);
-                tracing::debug!(flow = %self.flow_name, "target busy or not ready: fetching paused");
-            }
-        }
+        self.set_paused(true);
     }
 
     fn resume_all(&mut self) {
-        if let Ok(assignment) = self.consumer.assignment() {
-            if self.consumer.resume(&assignment).is_ok() {
-                self.paused = false;
-                self.shared.paused.store(false, Ordering::SeqCst);
-                metrics::flow_paused(&self.flow_name, false);
-                tracing::debug!(flow = %self.flow_name, "fetching resumed");
-            }
+        self.set_paused(false);
+    }
+
+    /// Pauses or resumes fetching of every assigned partition.
+    fn set_paused(&mut self, paused: bool) {
+        let Ok(assignment) = self.consumer.assignment() else { return };
+        let done = if paused { self.consumer.pause(&assignment) } else { self.consumer.resume(&assignment) };
+        if done.is_ok() {
+            self.paused = paused;
+            self.shared.paused.store(paused, Ordering::SeqCst);
+            metrics::flow_paused(&self.flow_name, paused);
+            tracing::debug!(flow = %self.flow_name, paused, "target busy or not ready: fetching paused (or resumed)");
         }
     }
 
@@ -869,6 +864,7 @@ impl FlowLoop {
     /// gaps, the open segment and the frontier of each owned partition. Frontiers
     /// become committable once their batch is acknowledged.
     fn persist_offset_map(&mut self) -> Result<(), MirrorError> {
+        let started = Instant::now();
         let registry = self.shared.registry.lock().unwrap().clone();
         let topic_of: HashMap<usize, (String, i32)> = registry.iter().map(|(k, v)| (*v, k.clone())).collect();
         let mut records: Vec<(String, Vec<u8>)> = Vec::new();
@@ -933,6 +929,7 @@ impl FlowLoop {
                 }
             }
         }
+        metrics::offset_map_written(&self.flow_name, records.len(), started.elapsed());
         // Frontiers of acknowledged batches are stored.
         let acked = self.shared.map_acked_batch.load(Ordering::SeqCst);
         for (slot_index, pending) in self.map_pending.iter_mut() {

@@ -191,6 +191,38 @@ impl FlowMap {
     pub fn partitions(&self) -> impl Iterator<Item = &(String, i32)> {
         self.stored.keys()
     }
+
+    /// Keys of stored segments that no translation can need any more (see [`prunable`]).
+    pub fn prunable(&self, topic: &str, partition: i32, source_log_start: i64) -> Vec<String> {
+        let Some((stored, _)) = self.stored.get(&(topic.to_string(), partition)) else { return Vec::new() };
+        prunable(stored.values().copied().collect(), source_log_start)
+            .into_iter()
+            .map(|upstream| segment_key(topic, partition, upstream))
+            .collect()
+    }
+
+    /// Number of stored segments, for tests and the size metric.
+    pub fn stored_segments(&self) -> usize {
+        self.stored.values().map(|(s, _)| s.len()).sum()
+    }
+}
+
+/// Stored segments that can be deleted: those a newer copy replaced entirely, and those
+/// wholly below the source's log start (retention removed their records, so no group
+/// can sit in them). The last segment is always kept: it carries the next downstream
+/// offset. Keeps the map's size bounded by the data the source still holds.
+pub fn prunable(stored: Vec<Segment>, source_log_start: i64) -> Vec<i64> {
+    let resolved = PartitionMap::resolve(stored.clone(), None);
+    let last = resolved.segments.values().next_back().map(|s| s.upstream);
+    stored
+        .into_iter()
+        .filter(|seg| {
+            let superseded = resolved.segments.get(&seg.upstream).is_none_or(|r| r.downstream != seg.downstream);
+            let expired = seg.upstream_end() <= source_log_start && Some(seg.upstream) != last;
+            superseded || expired
+        })
+        .map(|seg| seg.upstream)
+        .collect()
 }
 
 /// The map topic on the target for flows from `source`.
@@ -376,6 +408,21 @@ mod tests {
         // Retention removed everything before 1000 on the source: nothing to re-read.
         assert_eq!(m.translate(123, 1000), Translation::Exact(0));
         assert_eq!(m.translate(1000, 0), Translation::Exact(0));
+    }
+
+    #[test]
+    fn pruning_drops_superseded_and_expired_segments_only() {
+        // Old copy 0..150 superseded from 120 on; an even older, fully replaced copy at 130.
+        let stored = vec![seg(0, 0, 150), seg(130, 140, 5), seg(120, 150, 50), seg(170, 200, 30)];
+        let mut p = prunable(stored.clone(), 0);
+        p.sort();
+        assert_eq!(p, vec![130], "only the fully replaced copy goes while all records exist");
+        let mut p = prunable(stored.clone(), 175);
+        p.sort();
+        assert_eq!(p, vec![0, 120, 130], "segments wholly below the log start go too");
+        let mut p = prunable(stored, 10_000);
+        p.sort();
+        assert_eq!(p, vec![0, 120, 130], "the last segment stays: it carries the next offset");
     }
 
     #[test]

@@ -284,3 +284,125 @@ fn mirrormaker2_remote_cluster_utils_agrees() {
     });
     assert_eq!(theirs, ours);
 }
+
+/// Without any command, strait keeps an idle group's offsets on the target in step
+/// (group offset sync): consumers that simply switch regions resume exactly.
+#[test]
+fn group_offset_sync_lets_an_idle_group_switch_exactly() {
+    let s = setup("fo-sync", 2, &[]);
+    let recs = records("s", 2_000, 2);
+    produce(US_EAST, &s.topic, &recs);
+    let _strait = Strait::start(&s.config);
+    let group = unique("app");
+    let read_source = console_read("us-east", &s.topic, &group, Some(777));
+    // The synced offsets on eu-west reach the translated position (never more).
+    let expected = wait_for("translation", Duration::from_secs(60), || {
+        let out = s.strait(&["offsets", "translate", "--group", &group]);
+        let rows: Vec<(String, String)> = stdout(&out)
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() >= 5 && f[4] != "-").then(|| (f[1].to_string(), f[4].to_string()))
+            })
+            .collect();
+        (rows.len() == 2).then_some(rows)
+    });
+    wait_for("group offsets synced to eu-west", Duration::from_secs(60), || {
+        let out = testbed_cmd(&["tool", "eu-west", "kafka-consumer-groups", "--describe", "--group", &group]);
+        let text = stdout(&out);
+        expected
+            .iter()
+            .all(|(p, o)| text.lines().any(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.len() > 3 && f[1] == s.target_topic && f[2] == p && f[3] == o
+            }))
+            .then_some(())
+    });
+    let read_target = console_read("eu-west", &s.target_topic, &group, None);
+    assert_eq!(concat(&read_source, &read_target), values(&recs));
+
+    // `strait status --direct` asks the clusters: everything is mirrored.
+    let out = strait(&["status", "--config", s.config.to_str().unwrap(), "--direct"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let line = stdout(&out).lines().find(|l| l.starts_with("us-east->eu-west")).unwrap_or_default().to_string();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(fields.get(2), Some(&"0"), "lag records in: {}", stdout(&out));
+}
+
+/// `--wait-for-zero-lag` that runs out of time reports the records at risk (the RPO)
+/// and changes nothing.
+#[test]
+fn failover_reports_the_rpo_when_replication_cannot_catch_up() {
+    let s = setup("fo-rpo", 2, &[]);
+    // No strait runs: nothing gets mirrored.
+    produce(US_EAST, &s.topic, &records("p", 300, 2));
+    let group = unique("app");
+    console_read("us-east", &s.topic, &group, Some(100));
+    let out = s.strait(&["failover", "--group", &group, "--wait-for-zero-lag", "--timeout", "3s"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(err.contains("300 record(s) not yet on `eu-west` (the RPO if you fail over now)"), "{err}");
+    assert!(stdout(&out).contains("waiting for replication: 300 record(s)"), "{}", stdout(&out));
+    let described = testbed_cmd(&["tool", "eu-west", "kafka-consumer-groups", "--describe", "--group", &group]);
+    assert!(!stdout(&described).contains(&s.target_topic), "nothing may be committed on eu-west");
+}
+
+fn metric(admin: &str, name: &str) -> Option<f64> {
+    let out = Command::new("curl").args(["-sf", &format!("http://{admin}/metrics")]).output().ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// The offset map stays bounded: segments whose records the source's retention removed
+/// are pruned, and translation stays exact afterwards.
+#[test]
+fn offset_map_is_pruned_below_the_source_log_start() {
+    testbed();
+    let topic = unique("fo-prune");
+    create_topic(US_EAST, &topic, 1, &[]);
+    // Five transactions: each commit marker splits the map into another segment.
+    let tx: BaseProducer = ClientConfig::new().set("bootstrap.servers", US_EAST).set("transactional.id", unique("tx")).create().unwrap();
+    tx.init_transactions(Duration::from_secs(30)).unwrap();
+    let mut all = Vec::new();
+    for round in 0..5 {
+        let batch = records(&format!("t{round}"), 100, 1);
+        tx.begin_transaction().unwrap();
+        send_all(&tx, &topic, &batch);
+        tx.commit_transaction(Duration::from_secs(30)).unwrap();
+        all.extend(batch);
+    }
+    let admin = format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+    let cfg = config_with_flows(&format!(
+        "{}checkpoint_interval_ms = 500\nheartbeat_interval_ms = 0\n",
+        flow("us-east", "eu-west", &topic, "prefix", &unique("strait"))
+    ))
+    .replace("127.0.0.1:0", &admin);
+    let (_dir, path) = write_config(&cfg);
+    let _strait = Strait::start(&path);
+    let target_topic = format!("us-east.{topic}");
+    wait_for_count(EU_WEST, &target_topic, 500, Duration::from_secs(60));
+    let group = unique("app");
+    let read_source = console_read("us-east", &topic, &group, Some(350));
+    let before = wait_for("the map size to be reported", Duration::from_secs(60), || {
+        metric(&admin, "strait_offset_map_segments").filter(|n| *n >= 5.0)
+    });
+
+    // Retention (here: delete-records) removes the first two transactions and markers.
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("delete.json");
+    std::fs::write(&spec, format!(r#"{{"partitions":[{{"topic":"{topic}","partition":0,"offset":202}}],"version":1}}"#)).unwrap();
+    let out = testbed_cmd(&["tool", "us-east", "kafka-delete-records", "--offset-json-file", spec.to_str().unwrap()]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    wait_for("segments below the log start to be pruned", Duration::from_secs(60), || {
+        metric(&admin, "strait_offset_map_segments").filter(|n| *n <= before - 2.0)
+    });
+
+    // Still exact for a group past the pruned range.
+    let out = strait(&["failover", "--config", path.to_str().unwrap(), "--flow", "us-east->eu-west", "--group", &group]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let read_target = console_read("eu-west", &target_topic, &group, None);
+    assert_eq!(concat(&read_source, &read_target), values(&all));
+}
