@@ -305,8 +305,15 @@ impl Checkpointer {
             groups.groups().iter().map(|g| g.name().to_string()).filter(|g| self.flow.selects_group(g)).collect();
         let mut per_group = Vec::new();
         for group in names {
-            let offsets = kafka_ext::list_group_offsets(self.source_admin.inner(), &group, REQUEST_TIMEOUT)
-                .map_err(|e| self.source.request_error(format!("reading offsets of group `{group}`"), e))?;
+            // One group strait cannot read (say, not authorized) must not stop the others.
+            let offsets = match kafka_ext::list_group_offsets(self.source_admin.inner(), &group, REQUEST_TIMEOUT) {
+                Ok(o) => o,
+                Err(e) => {
+                    metrics::error(&self.name, "checkpoint");
+                    tracing::warn!(flow = %self.name, "checkpoints: reading offsets of group `{group}`: {e}");
+                    continue;
+                }
+            };
             let owned: Vec<GroupOffset> = offsets
                 .into_iter()
                 .filter(|o| routes.contains_key(&o.topic) && self.shared.owns(&o.topic, o.partition))
@@ -319,7 +326,10 @@ impl Checkpointer {
         }
         for (group, translated) in per_group {
             self.emit(&group, &translated);
-            self.sync_group(&group, &translated)?;
+            if let Err(e) = self.sync_group(&group, &translated) {
+                metrics::error(&self.name, "checkpoint");
+                tracing::warn!(flow = %self.name, "checkpoints: {e}");
+            }
         }
         self.shared.last_checkpoint_ms.store(now_ms(), std::sync::atomic::Ordering::SeqCst);
         Ok(())

@@ -29,13 +29,14 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::watch;
 
@@ -46,12 +47,16 @@ use crate::offset_map::{self, Frontier, Segment, SegmentRecorder};
 use crate::topic_sync::Routes;
 
 /// Partitions one flow can track at once. Delivery reports identify the partition by its
-/// slot number, packed with the source offset into the report's opaque word. The last
-/// slot number marks offset-map records (their "offset" is the map batch number).
+/// slot number, packed with the ownership epoch and the source offset into the report's
+/// opaque word: slot (16 bits) | epoch (8) | offset (40). The epoch changes each time the
+/// partition is assigned, so a late report from an earlier ownership is recognised and
+/// ignored. The last slot number marks offset-map records (their "offset" is the map
+/// batch number shifted left by one, with the low bit set on a batch's last record).
 const MAX_SLOTS: usize = 1 << SLOT_BITS;
 const MAP_SLOT: usize = MAX_SLOTS - 1;
 const SLOT_BITS: u32 = 16;
-const OFFSET_BITS: u32 = usize::BITS - SLOT_BITS;
+const EPOCH_BITS: u32 = 8;
+const OFFSET_BITS: u32 = 64 - SLOT_BITS - EPOCH_BITS;
 const MAX_PACKED_OFFSET: i64 = (1i64 << OFFSET_BITS) - 1;
 
 /// How long a revoke or shutdown waits for the target to acknowledge in-flight records.
@@ -96,18 +101,30 @@ pub struct PartitionSlot {
     last_acked_timestamp: AtomicI64,
     /// The frontier the loop last computed (steps over transaction markers).
     frontier_seen: AtomicI64,
+    /// Incremented at each assignment; reports carrying an older epoch are stale.
+    epoch: AtomicU32,
     metrics: std::sync::OnceLock<FlowMetrics>,
 }
 
 impl PartitionSlot {
+    /// A new ownership begins. `in_flight` is kept: reports of an earlier ownership
+    /// still decrement it when they arrive (and are otherwise ignored).
     fn reset(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.recorder.clear();
         self.acked_next.store(-1, Ordering::SeqCst);
         self.fetched_next.store(-1, Ordering::SeqCst);
-        self.in_flight.store(0, Ordering::SeqCst);
         self.failed.store(false, Ordering::SeqCst);
         self.last_target_offset.store(-1, Ordering::SeqCst);
         self.map_stored_frontier.store(-1, Ordering::SeqCst);
         self.frontier_seen.store(-1, Ordering::SeqCst);
+    }
+
+    /// In flight is read before failed: a refusal is recorded before its report
+    /// decrements the in-flight count, so a zero count already shows the refusal.
+    fn waiting_or_failed(&self) -> bool {
+        let in_flight = self.in_flight.load(Ordering::SeqCst);
+        in_flight > 0 || self.failed.load(Ordering::SeqCst)
     }
 
     /// Source offset up to which the partition is mirrored, if known.
@@ -125,7 +142,7 @@ impl PartitionSlot {
     /// position (which also steps over transaction markers) when nothing is waiting.
     fn frontier(&self, consumer_position: Option<i64>) -> i64 {
         let acked = self.acked_next.load(Ordering::SeqCst);
-        if self.failed.load(Ordering::SeqCst) || self.in_flight.load(Ordering::SeqCst) > 0 {
+        if self.waiting_or_failed() {
             return acked;
         }
         acked.max(self.fetched_next.load(Ordering::SeqCst)).max(consumer_position.unwrap_or(-1))
@@ -145,7 +162,7 @@ impl PartitionSlot {
     /// `None` when nothing is known yet.
     pub fn safe_position(&self) -> Option<i64> {
         let acked = self.acked_next.load(Ordering::SeqCst);
-        let position = if self.failed.load(Ordering::SeqCst) || self.in_flight.load(Ordering::SeqCst) > 0 {
+        let position = if self.waiting_or_failed() {
             acked
         } else {
             acked.max(self.fetched_next.load(Ordering::SeqCst))
@@ -170,6 +187,10 @@ pub struct FlowShared {
     commit_errors: AtomicU32,
     /// The newest offset-map batch the target acknowledged completely.
     map_acked_batch: AtomicI64,
+    /// An offset-map record was refused: stored frontiers stop advancing.
+    map_failed: AtomicBool,
+    /// An asynchronous commit failed: the loop commits everything again.
+    commit_failed: AtomicBool,
     /// Records the target acknowledged, for throughput.
     pub acked_records: std::sync::atomic::AtomicU64,
     /// Fetching is paused because the target is slow or not ready.
@@ -195,6 +216,8 @@ impl FlowShared {
             producer: std::sync::OnceLock::new(),
             commit_errors: AtomicU32::new(0),
             map_acked_batch: AtomicI64::new(-1),
+            map_failed: AtomicBool::new(false),
+            commit_failed: AtomicBool::new(false),
             acked_records: std::sync::atomic::AtomicU64::new(0),
             paused: AtomicBool::new(false),
             last_checkpoint_ms: AtomicI64::new(0),
@@ -291,13 +314,30 @@ impl FlowShared {
     }
 }
 
-fn pack(slot: usize, offset: i64) -> usize {
-    ((slot as u64) << OFFSET_BITS | offset as u64) as usize
+fn pack(slot: usize, epoch: u32, offset: i64) -> usize {
+    let epoch = (epoch as u64) & ((1 << EPOCH_BITS) - 1);
+    ((slot as u64) << (OFFSET_BITS + EPOCH_BITS) | epoch << OFFSET_BITS | offset as u64) as usize
 }
 
-fn unpack(opaque: usize) -> (usize, i64) {
+fn unpack(opaque: usize) -> (usize, u32, i64) {
     let word = opaque as u64;
-    ((word >> OFFSET_BITS) as usize, (word & ((1u64 << OFFSET_BITS) - 1)) as i64)
+    let slot = (word >> (OFFSET_BITS + EPOCH_BITS)) as usize;
+    let epoch = ((word >> OFFSET_BITS) & ((1 << EPOCH_BITS) - 1)) as u32;
+    (slot, epoch, (word & ((1u64 << OFFSET_BITS) - 1)) as i64)
+}
+
+/// Waits until the producer has no record in flight, without polling it from this
+/// thread (only the producer's own thread may run delivery reports: the partition
+/// bookkeeping has one writer). False when the target did not answer in time.
+fn drain(producer: &ThreadedProducer<DeliveryTracker>, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while producer.in_flight_count() > 0 {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    true
 }
 
 /// Receives the target's acknowledgements (librdkafka's delivery reports).
@@ -323,19 +363,32 @@ impl ProducerContext for DeliveryTracker {
     type DeliveryOpaque = usize;
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
-        let (slot_index, source_offset) = unpack(opaque);
+        let (slot_index, epoch, source_offset) = unpack(opaque);
         if slot_index == MAP_SLOT {
             match result {
-                // All map records go to one partition, so reports arrive in batch order.
-                Ok(_) => self.shared.map_acked_batch.store(source_offset, Ordering::SeqCst),
-                Err((error, _)) => self.shared.refuse(MirrorError::Other {
-                    flow: self.shared.name.clone(),
-                    message: format!("storing the offset map failed: {error}"),
-                }),
+                // All map records go to one partition, so reports arrive in order and
+                // the report of a batch's last record covers the whole batch.
+                Ok(_) if source_offset & 1 == 1 && !self.shared.map_failed.load(Ordering::SeqCst) => {
+                    self.shared.map_acked_batch.store(source_offset >> 1, Ordering::SeqCst)
+                }
+                Ok(_) => {}
+                Err((error, _)) => {
+                    self.shared.map_failed.store(true, Ordering::SeqCst);
+                    self.shared.refuse(MirrorError::Other {
+                        flow: self.shared.name.clone(),
+                        message: format!("storing the offset map failed: {error}"),
+                    })
+                }
             }
             return;
         }
         let slot = &self.shared.slots[slot_index];
+        if epoch != slot.epoch.load(Ordering::SeqCst) & ((1 << EPOCH_BITS) - 1) {
+            // A report from before the partition was last (re)assigned: its copy exists
+            // on the target, but progress and the map belong to the current ownership.
+            slot.in_flight.fetch_sub(1, Ordering::SeqCst);
+            return;
+        }
         match result {
             Ok(message) => {
                 // The idempotent producer reports each partition's records in the order
@@ -413,8 +466,19 @@ impl ConsumerContext for RebalanceHandler {
         match rebalance {
             Rebalance::Revoke(partitions) if partitions.count() > 0 => {
                 if let Some(producer) = self.shared.producer.get() {
-                    if let Err(e) = producer.flush(DRAIN_TIMEOUT) {
-                        tracing::warn!(flow = %self.shared.name, "revoke: target did not acknowledge all in-flight records within {DRAIN_TIMEOUT:?} ({e}); the next owner re-sends them");
+                    if !drain(producer, DRAIN_TIMEOUT) {
+                        // Copies still in flight would land after the next owner's and
+                        // break the partition's order: stop them, and stop the flow (a
+                        // restart resumes from the committed progress).
+                        self.shared.refuse(MirrorError::Other {
+                            flow: self.shared.name.clone(),
+                            message: format!(
+                                "the target did not acknowledge in-flight records within {DRAIN_TIMEOUT:?} while \
+                                 partitions moved to another instance; stopping so that no late copy lands \
+                                 out of order (restarting resumes from committed progress)"
+                            ),
+                        });
+                        producer.purge(PurgeConfig::default().queue().inflight());
                     }
                 }
                 let positions = self.shared.positions(partitions);
@@ -451,6 +515,7 @@ impl ConsumerContext for RebalanceHandler {
 
     fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, _offsets: &TopicPartitionList) {
         if let Err(e) = result {
+            self.shared.commit_failed.store(true, Ordering::SeqCst);
             self.shared.commit_errors.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(flow = %self.shared.name, "committing progress failed (retried at the next interval): {e}");
         }
@@ -534,6 +599,7 @@ pub fn start(
         map_written: HashMap::new(),
         map_pending: HashMap::new(),
         map_batch: 0,
+        map_unsent: Vec::new(),
         seeded: std::collections::HashSet::new(),
         flow_name: name.clone(),
     };
@@ -617,7 +683,8 @@ impl Forwarder {
         }
 
         let mut record: BaseRecord<'_, [u8], [u8], usize> =
-            BaseRecord::with_opaque_to(&route.target_topic, pack(slot_index, offset)).partition(partition);
+            BaseRecord::with_opaque_to(&route.target_topic, pack(slot_index, slot.epoch.load(Ordering::SeqCst), offset))
+                .partition(partition);
         if let Some(key) = message.key() {
             record = record.key(key);
         }
@@ -700,6 +767,8 @@ struct FlowLoop {
     /// Per slot, frontiers written but not yet acknowledged: (batch, frontier).
     map_pending: HashMap<usize, Vec<(i64, i64)>>,
     map_batch: i64,
+    /// Offset-map records the producer could not take yet (queue full), sent first.
+    map_unsent: Vec<(String, Vec<u8>)>,
     /// Slots whose mirrored position was seeded from the committed offset.
     seeded: std::collections::HashSet<usize>,
     flow_name: String,
@@ -863,73 +932,95 @@ impl FlowLoop {
     /// Writes what changed in the offset map since the last tick: segments closed by
     /// gaps, the open segment and the frontier of each owned partition. Frontiers
     /// become committable once their batch is acknowledged.
+    ///
+    /// Order matters: the frontier is read first (and the last target offset before it),
+    /// then the closed segments, then the open one. A delivery report closes a segment
+    /// before it moves the acknowledged position, so the segments written always cover
+    /// the frontier written with them.
     fn persist_offset_map(&mut self) -> Result<(), MirrorError> {
         let started = Instant::now();
         let registry = self.shared.registry.lock().unwrap().clone();
         let topic_of: HashMap<usize, (String, i32)> = registry.iter().map(|(k, v)| (*v, k.clone())).collect();
-        let mut records: Vec<(String, Vec<u8>)> = Vec::new();
-        while let Ok((slot, seg)) = self.closed_segments.try_recv() {
-            if let Some((topic, partition)) = topic_of.get(&slot) {
-                records.push((offset_map::segment_key(topic, *partition, seg.upstream), offset_map::encode_segment(&seg).to_vec()));
-            }
-        }
         let waiting_records = self.pending.is_some() || !self.backlog.is_empty();
         let positions = if waiting_records { None } else { self.consumer.position().ok() };
-        let batch = self.map_batch + 1;
         let assignment = self.consumer.assignment().unwrap_or_default();
         self.seed_mirrored_positions(&assignment, &registry);
+
+        let mut owned = Vec::new();
         for elem in assignment.elements() {
             let Some(&slot_index) = registry.get(&(elem.topic().to_string(), elem.partition())) else { continue };
             let slot = &self.shared.slots[slot_index];
+            let last_target = slot.last_target_offset.load(Ordering::SeqCst);
             let position = positions.as_ref().and_then(|p| match p.find_partition(elem.topic(), elem.partition())?.offset() {
                 Offset::Offset(o) => Some(o),
                 _ => None,
             });
-            // Frontier first, then the segment: the segment then covers the frontier.
             let frontier = slot.frontier(position);
             if frontier < 0 {
                 continue;
             }
             slot.frontier_seen.fetch_max(frontier, Ordering::SeqCst);
-            let open = slot.recorder.snapshot();
-            let written = self.map_written.get(&slot_index).copied();
-            if written == Some((open, frontier)) {
+            owned.push((slot_index, elem.topic().to_string(), elem.partition(), frontier, last_target));
+        }
+
+        let mut records = std::mem::take(&mut self.map_unsent);
+        while let Ok((slot, seg)) = self.closed_segments.try_recv() {
+            // Segments of partitions this instance gave up belong to the next owner.
+            if !self.shared.slots[slot].assigned.load(Ordering::SeqCst) {
+                continue;
+            }
+            if let Some((topic, partition)) = topic_of.get(&slot) {
+                records.push((offset_map::segment_key(topic, *partition, seg.upstream), offset_map::encode_segment(&seg).to_vec()));
+            }
+        }
+        let mut written = Vec::new();
+        for (slot_index, topic, partition, frontier, last_target) in owned {
+            let open = self.shared.slots[slot_index].recorder.snapshot();
+            let before = self.map_written.get(&slot_index).copied();
+            if before == Some((open, frontier)) {
                 continue;
             }
             if let Some(seg) = open {
-                if written.map(|w| w.0) != Some(Some(seg)) {
-                    records.push((offset_map::segment_key(elem.topic(), elem.partition(), seg.upstream), offset_map::encode_segment(&seg).to_vec()));
+                if before.map(|w| w.0) != Some(Some(seg)) {
+                    records.push((offset_map::segment_key(&topic, partition, seg.upstream), offset_map::encode_segment(&seg).to_vec()));
                 }
             }
-            let last = slot.last_target_offset.load(Ordering::SeqCst);
-            let f = Frontier { upstream: frontier, next_downstream: if last >= 0 { last + 1 } else { -1 } };
-            records.push((offset_map::frontier_key(elem.topic(), elem.partition()), offset_map::encode_frontier(&f).to_vec()));
-            self.map_written.insert(slot_index, (open, frontier));
-            self.map_pending.entry(slot_index).or_default().push((batch, frontier));
+            let next_downstream = if last_target >= 0 { last_target + 1 } else { -1 };
+            let f = Frontier { upstream: frontier, next_downstream };
+            records.push((offset_map::frontier_key(&topic, partition), offset_map::encode_frontier(&f).to_vec()));
+            written.push((slot_index, open, frontier));
         }
+
         if !records.is_empty() {
-            self.map_batch = batch;
-            for (key, value) in &records {
-                let mut record: BaseRecord<'_, [u8], [u8], usize> =
-                    BaseRecord::with_opaque_to(&self.map_topic, pack(MAP_SLOT, batch)).partition(0).key(key.as_bytes()).payload(value);
-                loop {
-                    match self.producer.send(record) {
-                        Ok(()) => break,
-                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                            record = r;
-                            std::thread::sleep(Duration::from_millis(10));
-                        }
-                        Err((e, _)) => {
-                            return Err(MirrorError::Other {
-                                flow: self.flow_name.clone(),
-                                message: format!("writing the offset map to `{}`: {e}", self.map_topic),
-                            })
-                        }
+            let batch = self.map_batch + 1;
+            let last = records.len() - 1;
+            for (i, (key, value)) in records.iter().enumerate() {
+                let marker = (batch << 1) | i64::from(i == last);
+                let record: BaseRecord<'_, [u8], [u8], usize> =
+                    BaseRecord::with_opaque_to(&self.map_topic, pack(MAP_SLOT, 0, marker)).partition(0).key(key.as_bytes()).payload(value);
+                match self.producer.send(record) {
+                    Ok(()) => {}
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                        // The target is slow: keep the rest for the next tick. Nothing of
+                        // this round counts as stored, so progress waits too.
+                        self.map_unsent = records[i..].to_vec();
+                        return Ok(());
+                    }
+                    Err((e, _)) => {
+                        return Err(MirrorError::Other {
+                            flow: self.flow_name.clone(),
+                            message: format!("writing the offset map to `{}`: {e}", self.map_topic),
+                        })
                     }
                 }
             }
+            self.map_batch = batch;
+            for (slot_index, open, frontier) in written {
+                self.map_written.insert(slot_index, (open, frontier));
+                self.map_pending.entry(slot_index).or_default().push((batch, frontier));
+            }
+            metrics::offset_map_written(&self.flow_name, records.len(), started.elapsed());
         }
-        metrics::offset_map_written(&self.flow_name, records.len(), started.elapsed());
         // Frontiers of acknowledged batches are stored.
         let acked = self.shared.map_acked_batch.load(Ordering::SeqCst);
         for (slot_index, pending) in self.map_pending.iter_mut() {
@@ -971,6 +1062,9 @@ impl FlowLoop {
     /// Commits, per owned partition, the position up to which the target has everything.
     fn commit(&mut self, mode: CommitMode) {
         self.last_commit = Instant::now();
+        if self.shared.commit_failed.swap(false, Ordering::SeqCst) {
+            self.last_committed.clear();
+        }
         if let Err(e) = self.persist_offset_map() {
             self.shared.refuse(e);
             return;
@@ -997,21 +1091,21 @@ impl FlowLoop {
     }
 
     fn drain_and_commit(&mut self) {
-        // Twice: the first round stores the map of everything in flight, the second
-        // commits the progress that map now covers.
+        // The first round stores the map of everything that was in flight, the second
+        // waits until the map itself is acknowledged; then the covered progress commits.
         for _ in 0..2 {
-            if let Err(e) = self.producer.flush(DRAIN_TIMEOUT) {
-                tracing::warn!(flow = %self.flow_name, "shutdown: target did not acknowledge all in-flight records within {DRAIN_TIMEOUT:?} ({e}); they are re-sent at the next start");
+            if !drain(&self.producer, DRAIN_TIMEOUT) {
+                tracing::warn!(flow = %self.flow_name, "shutdown: target did not acknowledge all in-flight records within {DRAIN_TIMEOUT:?}; they are re-sent at the next start");
+                break;
             }
             if let Err(e) = self.persist_offset_map() {
                 tracing::warn!(flow = %self.flow_name, "shutdown: {e}");
             }
         }
-        if let Err(e) = self.producer.flush(DRAIN_TIMEOUT) {
-            tracing::warn!(flow = %self.flow_name, "shutdown: offset map not acknowledged: {e}");
-        }
-        if let Err(e) = self.persist_offset_map() {
-            tracing::warn!(flow = %self.flow_name, "shutdown: {e}");
+        if drain(&self.producer, DRAIN_TIMEOUT) {
+            if let Err(e) = self.persist_offset_map() {
+                tracing::warn!(flow = %self.flow_name, "shutdown: {e}");
+            }
         }
         self.last_committed.clear();
         self.commit(CommitMode::Sync);
@@ -1024,8 +1118,8 @@ mod tests {
 
     #[test]
     fn opaque_packs_slot_and_offset() {
-        for (slot, offset) in [(0, 0), (1, 42), (MAX_SLOTS - 1, MAX_PACKED_OFFSET), (7, 1 << 40)] {
-            assert_eq!(unpack(pack(slot, offset)), (slot, offset));
+        for (slot, epoch, offset) in [(0, 0, 0), (1, 3, 42), (MAX_SLOTS - 1, 255, MAX_PACKED_OFFSET), (7, 256 + 9, 1 << 39)] {
+            assert_eq!(unpack(pack(slot, epoch, offset)), (slot, epoch % 256, offset));
         }
     }
 

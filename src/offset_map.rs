@@ -115,7 +115,7 @@ impl PartitionMap {
             return Translation::NotYetMirrored { frontier };
         }
         if let Some(first) = self.segments.values().next() {
-            if upstream < first.upstream && source_log_start < first.upstream && upstream >= source_log_start.min(first.upstream) {
+            if upstream < first.upstream && source_log_start < first.upstream {
                 return Translation::OlderThanMap { first_mapped: first.upstream };
             }
         }
@@ -194,8 +194,9 @@ impl FlowMap {
 
     /// Keys of stored segments that no translation can need any more (see [`prunable`]).
     pub fn prunable(&self, topic: &str, partition: i32, source_log_start: i64) -> Vec<String> {
-        let Some((stored, _)) = self.stored.get(&(topic.to_string(), partition)) else { return Vec::new() };
-        prunable(stored.values().copied().collect(), source_log_start)
+        let Some((stored, frontier)) = self.stored.get(&(topic.to_string(), partition)) else { return Vec::new() };
+        let frontier = frontier.map_or(-1, |f| f.upstream);
+        prunable(stored.values().copied().collect(), source_log_start, frontier)
             .into_iter()
             .map(|upstream| segment_key(topic, partition, upstream))
             .collect()
@@ -207,17 +208,19 @@ impl FlowMap {
     }
 }
 
-/// Stored segments that can be deleted: those a newer copy replaced entirely, and those
-/// wholly below the source's log start (retention removed their records, so no group
-/// can sit in them). The last segment is always kept: it carries the next downstream
-/// offset. Keeps the map's size bounded by the data the source still holds.
-pub fn prunable(stored: Vec<Segment>, source_log_start: i64) -> Vec<i64> {
+/// Stored segments that can be deleted: those a newer copy replaced entirely and that
+/// the current run has passed (below the stored frontier, so the writer will not reuse
+/// their key), and those wholly below the source's log start (retention removed their
+/// records, so no group can sit in them). The last segment is always kept: it carries
+/// the next downstream offset. Keeps the map's size bounded by what the source holds.
+pub fn prunable(stored: Vec<Segment>, source_log_start: i64, frontier: i64) -> Vec<i64> {
     let resolved = PartitionMap::resolve(stored.clone(), None);
     let last = resolved.segments.values().next_back().map(|s| s.upstream);
     stored
         .into_iter()
         .filter(|seg| {
-            let superseded = resolved.segments.get(&seg.upstream).is_none_or(|r| r.downstream != seg.downstream);
+            let superseded = resolved.segments.get(&seg.upstream).is_none_or(|r| r.downstream != seg.downstream)
+                && seg.upstream_end() <= frontier;
             let expired = seg.upstream_end() <= source_log_start && Some(seg.upstream) != last;
             superseded || expired
         })
@@ -335,6 +338,11 @@ impl SegmentRecorder {
         }
     }
 
+    /// Forgets the open segment (a new ownership of the partition begins).
+    pub fn clear(&self) {
+        self.write(Segment { upstream: 0, downstream: 0, len: 0 });
+    }
+
     fn write(&self, seg: Segment) {
         self.seq.fetch_add(1, Ordering::SeqCst);
         self.upstream.store(seg.upstream, Ordering::SeqCst);
@@ -407,6 +415,8 @@ mod tests {
         assert_eq!(m.translate(123, 0), Translation::OlderThanMap { first_mapped: 1000 });
         // Retention removed everything before 1000 on the source: nothing to re-read.
         assert_eq!(m.translate(123, 1000), Translation::Exact(0));
+        // A group below the log start while unmapped records above it still exist.
+        assert_eq!(m.translate(5, 10), Translation::OlderThanMap { first_mapped: 1000 });
         assert_eq!(m.translate(1000, 0), Translation::Exact(0));
     }
 
@@ -414,13 +424,14 @@ mod tests {
     fn pruning_drops_superseded_and_expired_segments_only() {
         // Old copy 0..150 superseded from 120 on; an even older, fully replaced copy at 130.
         let stored = vec![seg(0, 0, 150), seg(130, 140, 5), seg(120, 150, 50), seg(170, 200, 30)];
-        let mut p = prunable(stored.clone(), 0);
+        let mut p = prunable(stored.clone(), 0, 200);
         p.sort();
         assert_eq!(p, vec![130], "only the fully replaced copy goes while all records exist");
-        let mut p = prunable(stored.clone(), 175);
+        assert!(prunable(stored.clone(), 0, 130).is_empty(), "not before the current run has passed it");
+        let mut p = prunable(stored.clone(), 175, 200);
         p.sort();
         assert_eq!(p, vec![0, 120, 130], "segments wholly below the log start go too");
-        let mut p = prunable(stored, 10_000);
+        let mut p = prunable(stored, 10_000, 200);
         p.sort();
         assert_eq!(p, vec![0, 120, 130], "the last segment stays: it carries the next offset");
     }
