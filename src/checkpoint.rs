@@ -25,6 +25,14 @@ use crate::offset_map::{FlowMap, MapReader, Translation};
 use crate::topic_sync::{checkpoints_topic, Routes, HEARTBEATS_TOPIC};
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Timeout of consumer-group admin requests (ListConsumerGroupOffsets,
+/// AlterConsumerGroupOffsets). librdkafka 2.12 can abort the process when such a
+/// request times out while its group-coordinator lookup is still pending (an assertion
+/// in rd_kafka_enq_once_del_source_return, seen here when a cluster went down). So these
+/// requests get librdkafka's longest timeout (one hour): during an outage they wait and
+/// complete when the cluster returns. Only this thread waits; shutdown does not wait for
+/// it (see service.rs). An outage longer than an hour can still hit the librdkafka bug.
+const GROUP_REQUEST_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Unchanged checkpoints are still re-emitted this often, so their age shows liveness.
 const REEMIT_AFTER: Duration = Duration::from_secs(60);
 /// The offset map is pruned every this many checkpoint rounds (60 s by default).
@@ -306,7 +314,7 @@ impl Checkpointer {
         let mut per_group = Vec::new();
         for group in names {
             // One group strait cannot read (say, not authorized) must not stop the others.
-            let offsets = match kafka_ext::list_group_offsets(self.source_admin.inner(), &group, REQUEST_TIMEOUT) {
+            let offsets = match kafka_ext::list_group_offsets(self.source_admin.inner(), &group, GROUP_REQUEST_TIMEOUT) {
                 Ok(o) => o,
                 Err(e) => {
                     metrics::error(&self.name, "checkpoint");
@@ -324,8 +332,18 @@ impl Checkpointer {
             let translated = translate_group(&self.flow, &reader.map, &owned, &self.source_meta, &self.target_meta);
             per_group.push((group, translated));
         }
+        // Group requests to the target wait out outages (GROUP_REQUEST_TIMEOUT); do not
+        // start them when the target just failed to answer a metadata request.
+        let map_topic = crate::offset_map::map_topic(&self.flow.source);
+        let target_up = self
+            .target_meta
+            .fetch_metadata(Some(&map_topic), Duration::from_secs(2))
+            .is_ok_and(|m| !m.brokers().is_empty());
         for (group, translated) in per_group {
             self.emit(&group, &translated);
+            if !target_up {
+                continue;
+            }
             if let Err(e) = self.sync_group(&group, &translated) {
                 metrics::error(&self.name, "checkpoint");
                 tracing::warn!(flow = %self.name, "checkpoints: {e}");
@@ -364,7 +382,7 @@ impl Checkpointer {
     /// (with `sync_group_offsets`) commits the translated offsets into the same group on
     /// the target while it is idle there; never backwards.
     fn sync_group(&self, group: &str, translated: &[TranslatedOffset]) -> Result<(), ClusterError> {
-        let current = kafka_ext::list_group_offsets(self.target_admin.inner(), group, REQUEST_TIMEOUT)
+        let current = kafka_ext::list_group_offsets(self.target_admin.inner(), group, GROUP_REQUEST_TIMEOUT)
             .map_err(|e| self.target.request_error(format!("reading offsets of group `{group}`"), e))?;
         let current: HashMap<(String, i32), i64> = current.into_iter().map(|o| ((o.topic, o.partition), o.offset)).collect();
         for t in translated {
@@ -389,7 +407,7 @@ impl Checkpointer {
         if forward.is_empty() {
             return Ok(());
         }
-        match kafka_ext::alter_group_offsets(self.target_admin.inner(), group, &forward, REQUEST_TIMEOUT) {
+        match kafka_ext::alter_group_offsets(self.target_admin.inner(), group, &forward, GROUP_REQUEST_TIMEOUT) {
             Ok(()) => {
                 tracing::debug!(flow = %self.name, group, partitions = forward.len(), "group offsets synced to target");
                 Ok(())

@@ -140,8 +140,15 @@ pub async fn run(config: Config, shutdown_tx: watch::Sender<bool>) -> Result<(),
     for task in sync_tasks {
         let _ = task.await;
     }
-    for thread in checkpointers.into_iter().chain(monitors) {
+    for thread in monitors {
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+    // A checkpointer may be waiting for a cluster that is down (its group requests do
+    // not time out, see checkpoint.rs); checkpoints are idempotent, so shutdown gives
+    // it a few seconds and then leaves it to end with the process.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while checkpointers.iter().any(|t| !t.is_finished()) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let _ = process_metrics.await;
     let _ = admin.await;
