@@ -349,13 +349,6 @@ fn failover_reports_the_rpo_when_replication_cannot_catch_up() {
     assert!(!stdout(&described).contains(&s.target_topic), "nothing may be committed on eu-west");
 }
 
-fn metric(admin: &str, name: &str) -> Option<f64> {
-    let out = Command::new("curl").args(["-sf", &format!("http://{admin}/metrics")]).output().ok()?;
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-}
 
 /// The offset map stays bounded: segments whose records the source's retention removed
 /// are pruned, and translation stays exact afterwards.

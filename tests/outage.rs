@@ -29,13 +29,6 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn metric(admin: &str, name: &str) -> Option<f64> {
-    let out = std::process::Command::new("curl").args(["-sf", &format!("http://{admin}/metrics")]).output().ok()?;
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-}
 
 #[test]
 fn target_outage_pauses_then_recovers_without_loss() {

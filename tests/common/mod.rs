@@ -358,3 +358,12 @@ pub fn by_partition(records: &[Rec]) -> BTreeMap<i32, Vec<Rec>> {
 pub fn write_stdin(child: &mut Child, text: &str) {
     child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
 }
+
+/// The first sample of metric `name` on a strait admin endpoint.
+pub fn metric(admin: &str, name: &str) -> Option<f64> {
+    let out = Command::new("curl").args(["-sf", &format!("http://{admin}/metrics")]).output().ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
