@@ -170,7 +170,6 @@ struct Checkpointer {
     shared: Arc<FlowShared>,
     routes: watch::Receiver<Routes>,
     source_admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext>,
-    target_admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext>,
     source_meta: rdkafka::consumer::BaseConsumer,
     target_meta: rdkafka::consumer::BaseConsumer,
     source_producer: ThreadedProducer<DefaultProducerContext>,
@@ -179,6 +178,8 @@ struct Checkpointer {
     emitted: HashMap<(String, String, i32), (i64, i64, Instant)>,
     /// Follows the flow's mirrored heartbeats on the target.
     heartbeats: Option<rdkafka::consumer::BaseConsumer>,
+    /// Per synced group, a non-joining consumer on the target (see `sync_group`).
+    target_groups: HashMap<String, rdkafka::consumer::BaseConsumer>,
     last_prune: Instant,
 }
 
@@ -192,7 +193,6 @@ impl Checkpointer {
         Ok(Checkpointer {
             name: flow.name(),
             source_admin: source.admin()?,
-            target_admin: target.admin()?,
             source_meta: source.metadata_client()?,
             target_meta: target.metadata_client()?,
             source_producer: producer(&source)?,
@@ -200,6 +200,7 @@ impl Checkpointer {
             reader: None,
             emitted: HashMap::new(),
             heartbeats: None,
+            target_groups: HashMap::new(),
             last_prune: Instant::now(),
             flow,
             source,
@@ -339,6 +340,7 @@ impl Checkpointer {
             .target_meta
             .fetch_metadata(Some(&map_topic), Duration::from_secs(2))
             .is_ok_and(|m| !m.brokers().is_empty());
+        self.target_groups.retain(|g, _| per_group.iter().any(|(name, _)| name == g));
         for (group, translated) in per_group {
             self.emit(&group, &translated);
             if !target_up {
@@ -381,10 +383,34 @@ impl Checkpointer {
     /// Reports how far the group's target offsets trail its translated position, and
     /// (with `sync_group_offsets`) commits the translated offsets into the same group on
     /// the target while it is idle there; never backwards.
-    fn sync_group(&self, group: &str, translated: &[TranslatedOffset]) -> Result<(), ClusterError> {
-        let current = kafka_ext::list_group_offsets(self.target_admin.inner(), group, GROUP_REQUEST_TIMEOUT)
+    ///
+    /// This goes through the consumer-group protocol (a non-joining consumer with the
+    /// group's id), not the admin API: librdkafka 2.12 can abort the process when a
+    /// group admin request meets a coordinator that goes away, as a target outage does.
+    fn sync_group(&mut self, group: &str, translated: &[TranslatedOffset]) -> Result<(), ClusterError> {
+        if !self.target_groups.contains_key(group) {
+            let client = self.target.group_client(group)?;
+            self.target_groups.insert(group.to_string(), client);
+        }
+        let client = &self.target_groups[group];
+        let mut partitions = rdkafka::TopicPartitionList::new();
+        for t in translated.iter().filter(|t| t.downstream.is_some()) {
+            let _ = partitions.add_partition(&t.target_topic, t.partition);
+        }
+        if partitions.count() == 0 {
+            return Ok(());
+        }
+        let committed = client
+            .committed_offsets(partitions, REQUEST_TIMEOUT)
             .map_err(|e| self.target.request_error(format!("reading offsets of group `{group}`"), e))?;
-        let current: HashMap<(String, i32), i64> = current.into_iter().map(|o| ((o.topic, o.partition), o.offset)).collect();
+        let current: HashMap<(String, i32), i64> = committed
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                rdkafka::Offset::Offset(o) => Some(((e.topic().to_string(), e.partition()), o)),
+                _ => None,
+            })
+            .collect();
         for t in translated {
             if let Some(d) = t.downstream {
                 let on_target = current.get(&(t.target_topic.clone(), t.partition)).copied().unwrap_or(0);
@@ -396,28 +422,24 @@ impl Checkpointer {
         {
             return Ok(());
         }
-        let forward: Vec<GroupOffset> = translated
-            .iter()
-            .filter_map(|t| {
-                let d = t.downstream?;
-                let now = current.get(&(t.target_topic.clone(), t.partition)).copied().unwrap_or(-1);
-                (d > now).then(|| GroupOffset { topic: t.target_topic.clone(), partition: t.partition, offset: d })
-            })
-            .collect();
-        if forward.is_empty() {
+        let mut forward = rdkafka::TopicPartitionList::new();
+        for t in translated {
+            let Some(d) = t.downstream else { continue };
+            let now = current.get(&(t.target_topic.clone(), t.partition)).copied().unwrap_or(-1);
+            if d > now {
+                let _ = forward.add_partition_offset(&t.target_topic, t.partition, rdkafka::Offset::Offset(d));
+            }
+        }
+        if forward.count() == 0 {
             return Ok(());
         }
-        match kafka_ext::alter_group_offsets(self.target_admin.inner(), group, &forward, GROUP_REQUEST_TIMEOUT) {
-            Ok(()) => {
-                tracing::debug!(flow = %self.name, group, partitions = forward.len(), "group offsets synced to target");
-                Ok(())
-            }
-            // A member joined between the check and the commit: the broker refuses, as wanted.
-            Err(e) => {
-                tracing::debug!(flow = %self.name, group, "group offset sync skipped: {e}");
-                Ok(())
-            }
+        // Committed from outside the group: the broker refuses it if a member joined
+        // since the check above, which is what we want.
+        match client.commit(&forward, rdkafka::consumer::CommitMode::Sync) {
+            Ok(()) => tracing::debug!(flow = %self.name, group, partitions = forward.count(), "group offsets synced to target"),
+            Err(e) => tracing::debug!(flow = %self.name, group, "group offset sync skipped: {e}"),
         }
+        Ok(())
     }
 }
 

@@ -114,6 +114,18 @@ impl Cluster {
             .map_err(|e| ClusterError::Client { alias: self.alias.clone(), reason: e.to_string() })
     }
 
+    /// A consumer that carries `group`'s id without ever joining it, to read and commit
+    /// the group's offsets through the consumer-group protocol (OffsetFetch and
+    /// OffsetCommit), which copes with coordinator loss the way every consumer does.
+    pub fn group_client(&self, group: &str) -> Result<BaseConsumer, ClusterError> {
+        let mut cfg = self.base_config("groups");
+        cfg.set("group.id", group);
+        cfg.set("enable.auto.commit", "false");
+        cfg.set("enable.auto.offset.store", "false");
+        cfg.create()
+            .map_err(|e| ClusterError::Client { alias: self.alias.clone(), reason: e.to_string() })
+    }
+
     /// Lists topics with their partition counts.
     pub fn topics(&self, client: &BaseConsumer, timeout: Duration) -> Result<Vec<(String, usize)>, ClusterError> {
         let md = client.fetch_metadata(None, timeout).map_err(|e| self.unreachable(e.to_string()))?;
