@@ -17,12 +17,7 @@ pub struct CheckReport {
 
 pub fn check(config: &Config, timeout: Duration) -> CheckReport {
     let mut text = String::new();
-    let _ = writeln!(
-        text,
-        "config: valid ({} cluster(s), {} flow(s))",
-        config.clusters.len(),
-        config.flows.len()
-    );
+    let _ = writeln!(text, "config: valid ({} cluster(s), {} flow(s))", config.clusters.len(), config.flows.len());
     let probes: Vec<(String, Result<ClusterInfo, String>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = config
             .clusters

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::Consumer;
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::producer::DefaultProducerContext;
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use tokio::sync::watch;
 
 use crate::cluster::{Cluster, ClusterError};
@@ -61,8 +61,10 @@ pub fn translate_group(
     source_meta: &rdkafka::consumer::BaseConsumer,
     target_meta: &rdkafka::consumer::BaseConsumer,
 ) -> Vec<TranslatedOffset> {
-    let source_start = |topic: &str, partition| source_meta.fetch_watermarks(topic, partition, REQUEST_TIMEOUT).ok().map(|w| w.0);
-    let target_end = |topic: &str, partition| target_meta.fetch_watermarks(topic, partition, REQUEST_TIMEOUT).ok().map(|w| w.1);
+    let source_start =
+        |topic: &str, partition| source_meta.fetch_watermarks(topic, partition, REQUEST_TIMEOUT).ok().map(|w| w.0);
+    let target_end =
+        |topic: &str, partition| target_meta.fetch_watermarks(topic, partition, REQUEST_TIMEOUT).ok().map(|w| w.1);
     let selector = TopicSelector::new(flow);
     let mut out: Vec<TranslatedOffset> = offsets
         .iter()
@@ -77,7 +79,14 @@ pub fn translate_group(
                 Translation::NotYetMirrored { .. } => (None, "not yet mirrored"),
                 Translation::OlderThanMap { .. } => (None, "older than the offset map"),
             };
-            TranslatedOffset { source_topic: o.topic.clone(), target_topic, partition: o.partition, upstream: o.offset, downstream, note }
+            TranslatedOffset {
+                source_topic: o.topic.clone(),
+                target_topic,
+                partition: o.partition,
+                upstream: o.offset,
+                downstream,
+                note,
+            }
         })
         .collect();
     out.sort_by(|a, b| (&a.source_topic, a.partition).cmp(&(&b.source_topic, b.partition)));
@@ -184,7 +193,13 @@ struct Checkpointer {
 }
 
 impl Checkpointer {
-    fn new(flow: FlowConfig, source: Cluster, target: Cluster, shared: Arc<FlowShared>, routes: watch::Receiver<Routes>) -> Result<Checkpointer, ClusterError> {
+    fn new(
+        flow: FlowConfig,
+        source: Cluster,
+        target: Cluster,
+        shared: Arc<FlowShared>,
+        routes: watch::Receiver<Routes>,
+    ) -> Result<Checkpointer, ClusterError> {
         let producer = |c: &Cluster| -> Result<ThreadedProducer<DefaultProducerContext>, ClusterError> {
             c.producer_config(8 << 20)
                 .create()
@@ -253,7 +268,10 @@ impl Checkpointer {
             if !self.shared.owns(source_topic, *partition) {
                 continue;
             }
-            let Ok((log_start, _)) = self.source_meta.fetch_watermarks(source_topic, *partition, REQUEST_TIMEOUT) else { continue };
+            let Ok((log_start, _)) = self.source_meta.fetch_watermarks(source_topic, *partition, REQUEST_TIMEOUT)
+            else {
+                continue;
+            };
             tombstones.extend(reader.map.prunable(source_topic, *partition, log_start));
         }
         for key in &tombstones {
@@ -276,7 +294,9 @@ impl Checkpointer {
             let topic = TopicSelector::new(&self.flow).target_topic(HEARTBEATS_TOPIC);
             let Ok(consumer) = self.target.metadata_client() else { return };
             let mut tpl = rdkafka::TopicPartitionList::new();
-            if tpl.add_partition_offset(&topic, 0, rdkafka::Offset::OffsetTail(100)).is_err() || consumer.assign(&tpl).is_err() {
+            if tpl.add_partition_offset(&topic, 0, rdkafka::Offset::OffsetTail(100)).is_err()
+                || consumer.assign(&tpl).is_err()
+            {
                 return;
             }
             self.heartbeats = Some(consumer);
@@ -315,7 +335,8 @@ impl Checkpointer {
         let mut per_group = Vec::new();
         for group in names {
             // One group strait cannot read (say, not authorized) must not stop the others.
-            let offsets = match kafka_ext::list_group_offsets(self.source_admin.inner(), &group, GROUP_REQUEST_TIMEOUT) {
+            let offsets = match kafka_ext::list_group_offsets(self.source_admin.inner(), &group, GROUP_REQUEST_TIMEOUT)
+            {
                 Ok(o) => o,
                 Err(e) => {
                     metrics::error(&self.name, "checkpoint");
@@ -418,7 +439,8 @@ impl Checkpointer {
             }
         }
         if !self.flow.sync_group_offsets
-            || has_active_members(&self.target_meta, group).map_err(|e| self.target.request_error(format!("describing group `{group}`"), e))?
+            || has_active_members(&self.target_meta, group)
+                .map_err(|e| self.target.request_error(format!("describing group `{group}`"), e))?
         {
             return Ok(());
         }
@@ -436,7 +458,9 @@ impl Checkpointer {
         // Committed from outside the group: the broker refuses it if a member joined
         // since the check above, which is what we want.
         match client.commit(&forward, rdkafka::consumer::CommitMode::Sync) {
-            Ok(()) => tracing::debug!(flow = %self.name, group, partitions = forward.count(), "group offsets synced to target"),
+            Ok(()) => {
+                tracing::debug!(flow = %self.name, group, partitions = forward.count(), "group offsets synced to target")
+            }
             Err(e) => tracing::debug!(flow = %self.name, group, "group offset sync skipped: {e}"),
         }
         Ok(())
@@ -458,7 +482,10 @@ mod tests {
 
     #[test]
     fn checkpoint_encoding_matches_mirrormaker2() {
-        assert_eq!(mm2::checkpoint_key("g", "us-east.t", 3), [&[0, 1][..], b"g", &[0, 9], b"us-east.t", &[0, 0, 0, 3]].concat());
+        assert_eq!(
+            mm2::checkpoint_key("g", "us-east.t", 3),
+            [&[0, 1][..], b"g", &[0, 9], b"us-east.t", &[0, 0, 0, 3]].concat()
+        );
         let v = mm2::checkpoint_value(10, 7, "");
         assert_eq!(v, [&[0, 0][..], &10i64.to_be_bytes(), &7i64.to_be_bytes(), &[0, 0]].concat());
         assert_eq!(mm2::heartbeat_timestamp(&mm2::heartbeat_value(1234)), Some(1234));

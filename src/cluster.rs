@@ -82,10 +82,7 @@ impl Cluster {
         cfg.set("batch.size", "1000000");
         cfg.set("compression.type", "lz4");
         cfg.set("message.max.bytes", "104857600");
-        cfg.set(
-            "queue.buffering.max.kbytes",
-            (max_in_flight_bytes / 1024).max(1024).to_string(),
-        );
+        cfg.set("queue.buffering.max.kbytes", (max_in_flight_bytes / 1024).max(1024).to_string());
         cfg.set("queue.buffering.max.messages", "1000000");
         cfg.set("statistics.interval.ms", "5000");
         for (k, v) in &self.settings.producer {
@@ -110,8 +107,7 @@ impl Cluster {
         // librdkafka wants a group id even for assign-only reading; this one is never
         // joined or committed to, and `strait.` groups are never checkpointed.
         cfg.set("group.id", "strait.reader");
-        cfg.create()
-            .map_err(|e| ClusterError::Client { alias: self.alias.clone(), reason: e.to_string() })
+        cfg.create().map_err(|e| ClusterError::Client { alias: self.alias.clone(), reason: e.to_string() })
     }
 
     /// A consumer that carries `group`'s id without ever joining it, to read and commit
@@ -122,8 +118,7 @@ impl Cluster {
         cfg.set("group.id", group);
         cfg.set("enable.auto.commit", "false");
         cfg.set("enable.auto.offset.store", "false");
-        cfg.create()
-            .map_err(|e| ClusterError::Client { alias: self.alias.clone(), reason: e.to_string() })
+        cfg.create().map_err(|e| ClusterError::Client { alias: self.alias.clone(), reason: e.to_string() })
     }
 
     /// Lists topics with their partition counts.
@@ -136,19 +131,11 @@ impl Cluster {
     }
 
     pub fn unreachable(&self, reason: String) -> ClusterError {
-        ClusterError::Unreachable {
-            alias: self.alias.clone(),
-            bootstrap: self.settings.bootstrap.clone(),
-            reason,
-        }
+        ClusterError::Unreachable { alias: self.alias.clone(), bootstrap: self.settings.bootstrap.clone(), reason }
     }
 
     pub fn request_error(&self, operation: impl Into<String>, reason: impl ToString) -> ClusterError {
-        ClusterError::Request {
-            alias: self.alias.clone(),
-            operation: operation.into(),
-            reason: reason.to_string(),
-        }
+        ClusterError::Request { alias: self.alias.clone(), operation: operation.into(), reason: reason.to_string() }
     }
 
     /// Connects and describes the cluster for `strait check`.
@@ -159,10 +146,7 @@ impl Cluster {
             return Err(self.unreachable("metadata lists no brokers".into()));
         }
         let topics = md.topics().iter().map(|t| t.name().to_string()).collect();
-        let api = md
-            .brokers()
-            .iter()
-            .find_map(|b| api_versions(&b.host(), b.port() as u16, timeout).ok());
+        let api = md.brokers().iter().find_map(|b| api_versions(&b.host(), b.port() as u16, timeout).ok());
         Ok(ClusterInfo { brokers: md.brokers().len(), topics, api })
     }
 }
@@ -199,10 +183,7 @@ impl std::fmt::Display for ApiSummary {
 /// internally but does not expose them, and this one request is simple enough to speak
 /// directly. On TLS or SASL listeners it fails, and `check` simply omits the line.
 fn api_versions(host: &str, port: u16, timeout: Duration) -> std::io::Result<ApiSummary> {
-    let addr = (host, port)
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| std::io::Error::other("no address"))?;
+    let addr = (host, port).to_socket_addrs()?.next().ok_or_else(|| std::io::Error::other("no address"))?;
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     let client_id = b"strait-check";

@@ -211,24 +211,15 @@ impl Config {
 
     /// Like [`Config::load`] with an explicit environment, so tests need not mutate the
     /// process environment.
-    pub fn load_with_env(
-        path: &Path,
-        env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
+    pub fn load_with_env(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Read { path: path.display().to_string(), reason: e.to_string() })?;
         Self::parse(&text, env)
     }
 
     /// Parses TOML text plus environment overrides, and validates.
-    pub fn parse(
-        text: &str,
-        env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Config, ConfigError> {
-        let mut builder = config::Config::builder()
-            .add_source(config::File::from_str(text, config::FileFormat::Toml));
+    pub fn parse(text: &str, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let mut builder = config::Config::builder().add_source(config::File::from_str(text, config::FileFormat::Toml));
         for (name, value) in env {
             let Some(rest) = name.strip_prefix("STRAIT__") else { continue };
             let key = rest.split("__").map(|part| part.to_ascii_lowercase()).collect::<Vec<_>>();
@@ -250,8 +241,7 @@ impl Config {
         for (alias, cluster) in &self.clusters {
             let key = format!("clusters.{alias}");
             validate_alias(alias).map_err(|p| ConfigError::invalid(&key, p))?;
-            validate_bootstrap(&cluster.bootstrap)
-                .map_err(|p| ConfigError::invalid(format!("{key}.bootstrap"), p))?;
+            validate_bootstrap(&cluster.bootstrap).map_err(|p| ConfigError::invalid(format!("{key}.bootstrap"), p))?;
             for (section, props) in
                 [("client", &cluster.client), ("consumer", &cluster.consumer), ("producer", &cluster.producer)]
             {
@@ -297,10 +287,7 @@ impl Config {
                 ));
             }
             if flow.topics.is_empty() {
-                return Err(ConfigError::invalid(
-                    format!("{key}.topics"),
-                    "must list at least one topic pattern",
-                ));
+                return Err(ConfigError::invalid(format!("{key}.topics"), "must list at least one topic pattern"));
             }
             for (field, patterns) in [
                 ("topics", &flow.topics),
@@ -403,15 +390,12 @@ pub fn anchored(pattern: &str) -> Result<Regex, regex::Error> {
 }
 
 fn validate_alias(alias: &str) -> Result<(), String> {
-    let ok = !alias.is_empty()
-        && alias.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let ok = !alias.is_empty() && alias.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if ok {
         Ok(())
     } else {
         // A dot would make `<alias>.<topic>` ambiguous when following prefix chains.
-        Err(format!(
-            "cluster alias `{alias}` may contain only letters, digits, `-` and `_`"
-        ))
+        Err(format!("cluster alias `{alias}` may contain only letters, digits, `-` and `_`"))
     }
 }
 

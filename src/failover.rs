@@ -113,14 +113,20 @@ impl FlowContext {
     }
 
     /// Moves `group` from the source to the target.
-    pub fn failover(&self, group: &str, wait: Option<Duration>, out: &mut dyn Write) -> Result<Vec<TranslatedOffset>, FailoverError> {
+    pub fn failover(
+        &self,
+        group: &str,
+        wait: Option<Duration>,
+        out: &mut dyn Write,
+    ) -> Result<Vec<TranslatedOffset>, FailoverError> {
         self.refuse_if_active(&self.target, group)?;
         if let Some(timeout) = wait {
             let admin = self.source.admin()?;
             let offsets = kafka_ext::list_group_offsets(admin.inner(), group, TIMEOUT)
                 .map_err(|e| self.source.request_error(format!("reading offsets of group `{group}`"), e))?;
             let selector = TopicSelector::new(&self.flow);
-            let mut topics: Vec<String> = offsets.into_iter().map(|o| o.topic).filter(|t| selector.select(t).is_ok()).collect();
+            let mut topics: Vec<String> =
+                offsets.into_iter().map(|o| o.topic).filter(|t| selector.select(t).is_ok()).collect();
             topics.sort();
             topics.dedup();
             let started = Instant::now();
@@ -128,7 +134,12 @@ impl FlowContext {
                 let lag = self.lag(&topics)?;
                 let total: i64 = lag.iter().map(|(_, _, n)| n).sum();
                 if total == 0 {
-                    let _ = writeln!(out, "replication caught up: every record of {} is on {}", topics.join(", "), self.target.alias);
+                    let _ = writeln!(
+                        out,
+                        "replication caught up: every record of {} is on {}",
+                        topics.join(", "),
+                        self.target.alias
+                    );
                     break;
                 }
                 let _ = writeln!(out, "waiting for replication: {total} record(s) not yet on {}", self.target.alias);
@@ -139,7 +150,12 @@ impl FlowContext {
                         .map(|(t, p, n)| format!("{t}[{p}]: {n}"))
                         .collect::<Vec<_>>()
                         .join(", ");
-                    return Err(FailoverError::LagRemains { timeout, records: total, target: self.target.alias.clone(), detail });
+                    return Err(FailoverError::LagRemains {
+                        timeout,
+                        records: total,
+                        target: self.target.alias.clone(),
+                        detail,
+                    });
                 }
                 std::thread::sleep(Duration::from_secs(1));
             }
@@ -155,7 +171,11 @@ impl FlowContext {
         }
         let commits: Vec<GroupOffset> = translated
             .iter()
-            .map(|t| GroupOffset { topic: t.target_topic.clone(), partition: t.partition, offset: t.downstream.expect("checked") })
+            .map(|t| GroupOffset {
+                topic: t.target_topic.clone(),
+                partition: t.partition,
+                offset: t.downstream.expect("checked"),
+            })
             .collect();
         self.commit(&self.target, group, &commits)?;
         let _ = writeln!(out, "group `{group}` failed over from {} to {}:", self.source.alias, self.target.alias);
@@ -193,12 +213,20 @@ impl FlowContext {
             commits.push(GroupOffset { topic: source_topic.clone(), partition: o.partition, offset: upstream });
         }
         if commits.is_empty() {
-            return Err(FailoverError::NoOffsets { group: group.to_string(), cluster: self.target.alias.clone(), flow: self.flow.name() });
+            return Err(FailoverError::NoOffsets {
+                group: group.to_string(),
+                cluster: self.target.alias.clone(),
+                flow: self.flow.name(),
+            });
         }
         self.commit(&self.source, group, &commits)?;
         rows.sort();
         let _ = writeln!(out, "group `{group}` failed back from {} to {}:", self.target.alias, self.source.alias);
-        let _ = writeln!(out, "{:<40} {:>5} {:>14}   {:<40} {:>14}", "target topic", "part", "target offset", "source topic", "source offset");
+        let _ = writeln!(
+            out,
+            "{:<40} {:>5} {:>14}   {:<40} {:>14}",
+            "target topic", "part", "target offset", "source topic", "source offset"
+        );
         for (tt, p, d, st, u) in rows {
             let _ = writeln!(out, "{tt:<40} {p:>5} {d:>14}   {st:<40} {u:>14}");
         }
@@ -212,7 +240,11 @@ impl FlowContext {
             .map_err(|e| cluster.request_error(format!("describing group `{group}`"), e))?;
         let members = list.groups().iter().filter(|g| g.name() == group).map(|g| g.members().len()).sum();
         if members > 0 || has_active_members(&meta, group).unwrap_or(false) {
-            return Err(FailoverError::ActiveMembers { group: group.to_string(), cluster: cluster.alias.clone(), members });
+            return Err(FailoverError::ActiveMembers {
+                group: group.to_string(),
+                cluster: cluster.alias.clone(),
+                members,
+            });
         }
         Ok(())
     }
@@ -229,7 +261,11 @@ impl FlowContext {
 
 /// The per-partition table of `offsets translate` and `failover`.
 pub fn print_table(out: &mut dyn Write, rows: &[TranslatedOffset]) {
-    let _ = writeln!(out, "{:<40} {:>5} {:>14}   {:<40} {:>14}  {}", "source topic", "part", "source offset", "target topic", "target offset", "");
+    let _ = writeln!(
+        out,
+        "{:<40} {:>5} {:>14}   {:<40} {:>14}  {}",
+        "source topic", "part", "source offset", "target topic", "target offset", ""
+    );
     for r in rows {
         let target = r.downstream.map_or_else(|| "-".to_string(), |d| d.to_string());
         let _ = writeln!(

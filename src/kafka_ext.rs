@@ -52,12 +52,7 @@ impl Request {
             let request = Request { queue, options };
             let mut errbuf = [0 as std::os::raw::c_char; 256];
             let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-            let code = sys::rd_kafka_AdminOptions_set_request_timeout(
-                options,
-                ms,
-                errbuf.as_mut_ptr(),
-                errbuf.len(),
-            );
+            let code = sys::rd_kafka_AdminOptions_set_request_timeout(options, ms, errbuf.as_mut_ptr(), errbuf.len());
             if code != RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR {
                 return Err(AdminError(text(errbuf.as_ptr())));
             }
@@ -116,22 +111,13 @@ pub fn incremental_set_topic_configs<C: ClientContext>(
         return Ok(());
     }
     let name = cstring(topic)?;
-    let pairs = set
-        .iter()
-        .map(|(k, v)| Ok((cstring(k)?, cstring(v)?)))
-        .collect::<Result<Vec<_>, AdminError>>()?;
-    let request = Request::new(
-        client,
-        RDKafkaAdminOp::RD_KAFKA_ADMIN_OP_INCREMENTALALTERCONFIGS,
-        timeout,
-    )?;
+    let pairs = set.iter().map(|(k, v)| Ok((cstring(k)?, cstring(v)?))).collect::<Result<Vec<_>, AdminError>>()?;
+    let request = Request::new(client, RDKafkaAdminOp::RD_KAFKA_ADMIN_OP_INCREMENTALALTERCONFIGS, timeout)?;
     // SAFETY: the resource is created here and destroyed below on every path; the
     // strings outlive the calls that read them (librdkafka copies them).
     unsafe {
-        let mut resource = sys::rd_kafka_ConfigResource_new(
-            RDKafkaResourceType::RD_KAFKA_RESOURCE_TOPIC,
-            name.as_ptr(),
-        );
+        let mut resource =
+            sys::rd_kafka_ConfigResource_new(RDKafkaResourceType::RD_KAFKA_RESOURCE_TOPIC, name.as_ptr());
         for (k, v) in &pairs {
             let error = sys::rd_kafka_ConfigResource_add_incremental_config(
                 resource,
@@ -146,13 +132,7 @@ pub fn incremental_set_topic_configs<C: ClientContext>(
                 return Err(AdminError(msg));
             }
         }
-        sys::rd_kafka_IncrementalAlterConfigs(
-            client.native_ptr(),
-            &mut resource,
-            1,
-            request.options,
-            request.queue,
-        );
+        sys::rd_kafka_IncrementalAlterConfigs(client.native_ptr(), &mut resource, 1, request.options, request.queue);
         sys::rd_kafka_ConfigResource_destroy(resource);
     }
     let event = request.wait(timeout)?;

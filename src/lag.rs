@@ -101,7 +101,11 @@ pub fn start(
                         caught_up_at.insert(key.clone(), now);
                         0.0
                     } else {
-                        let since = caught_up_at.get(&key).copied().unwrap_or(now).max(slot.last_acked_timestamp().unwrap_or(0));
+                        let since = caught_up_at
+                            .get(&key)
+                            .copied()
+                            .unwrap_or(now)
+                            .max(slot.last_acked_timestamp().unwrap_or(0));
                         ((now - since).max(0) as f64) / 1000.0
                     };
                     metrics::partition_lag(&shared.name, &topic, partition, end, lag_records, lag_seconds);
@@ -114,7 +118,9 @@ pub fn start(
                         lag_seconds,
                     });
                 }
-                let target_ok = target_meta.fetch_metadata(Some(&map_topic), REQUEST_TIMEOUT).is_ok_and(|m| !m.brokers().is_empty());
+                let target_ok = target_meta
+                    .fetch_metadata(Some(&map_topic), REQUEST_TIMEOUT)
+                    .is_ok_and(|m| !m.brokers().is_empty());
                 metrics::cluster_up(&shared.name, "source", &source.alias, source_ok);
                 metrics::cluster_up(&shared.name, "target", &target.alias, target_ok);
 

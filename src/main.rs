@@ -100,9 +100,10 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let config_path = match &cli.command {
-        Command::Check { config, .. } | Command::Plan { config } | Command::Run { config } | Command::Status { config, .. } => {
-            config.clone()
-        }
+        Command::Check { config, .. }
+        | Command::Plan { config }
+        | Command::Run { config }
+        | Command::Status { config, .. } => config.clone(),
         Command::Offsets { command: OffsetsCommand::Translate { group } }
         | Command::Failover { group, .. }
         | Command::Failback { group } => group.config.clone(),
@@ -152,7 +153,9 @@ fn main() -> ExitCode {
         Command::Failover { group, wait_for_zero_lag, timeout } => with_flow(&config, &group, |ctx, out| {
             ctx.failover(&group.group, wait_for_zero_lag.then_some(timeout), out).map(|_| ())
         }),
-        Command::Failback { group } => with_flow(&config, &group, |ctx, out| ctx.failback(&group.group, out).map(|_| ())),
+        Command::Failback { group } => {
+            with_flow(&config, &group, |ctx, out| ctx.failback(&group.group, out).map(|_| ()))
+        }
     }
 }
 
@@ -161,7 +164,8 @@ fn with_flow(
     args: &GroupArgs,
     f: impl FnOnce(&strait::failover::FlowContext, &mut dyn std::io::Write) -> Result<(), strait::failover::FailoverError>,
 ) -> ExitCode {
-    let result = strait::failover::FlowContext::find(config, &args.flow).and_then(|ctx| f(&ctx, &mut std::io::stdout()));
+    let result =
+        strait::failover::FlowContext::find(config, &args.flow).and_then(|ctx| f(&ctx, &mut std::io::stdout()));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -188,7 +192,11 @@ async fn plan(config: Config) -> ExitCode {
             }
         }
     }
-    if failed { ExitCode::from(1) } else { ExitCode::SUCCESS }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 async fn run(config: Config) -> ExitCode {

@@ -8,7 +8,9 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter, Histogram, Unit};
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter, Histogram, Unit,
+};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use metrics_util::MetricKindMask;
 use rdkafka::Timestamp;
@@ -83,14 +85,24 @@ fn describe() {
         "Records a group would re-read on the target if it switched now without `strait failover`: \
          its translated position minus its committed offset on the target."
     );
-    describe_gauge!(HEARTBEAT_AGE_SECONDS, Unit::Seconds, "Age of the newest heartbeat of the flow that reached the target.");
+    describe_gauge!(
+        HEARTBEAT_AGE_SECONDS,
+        Unit::Seconds,
+        "Age of the newest heartbeat of the flow that reached the target."
+    );
     describe_counter!(ERRORS_TOTAL, "Errors by flow and kind (source, target, topic_sync, checkpoint, commit).");
     describe_gauge!(FLOW_UP, "1 while the flow's data path runs, 0 after it stopped.");
     describe_gauge!(FLOW_PAUSED, "1 while fetching is paused because the target is slow or not ready.");
-    describe_gauge!(CLUSTER_UP, "1 when the cluster answered strait's last request, per flow and side (source, target).");
+    describe_gauge!(
+        CLUSTER_UP,
+        "1 when the cluster answered strait's last request, per flow and side (source, target)."
+    );
     describe_counter!(TOPIC_SYNC_CHANGES_TOTAL, "Changes topic sync made on the target (create, partitions, config).");
     describe_gauge!(KAFKA_BROKER_RTT_SECONDS, Unit::Seconds, "librdkafka: average request round-trip time per broker.");
-    describe_gauge!(KAFKA_QUEUE_MESSAGES, "librdkafka: messages in the client's queues (producer: waiting for the target).");
+    describe_gauge!(
+        KAFKA_QUEUE_MESSAGES,
+        "librdkafka: messages in the client's queues (producer: waiting for the target)."
+    );
     describe_gauge!(KAFKA_QUEUE_BYTES, Unit::Bytes, "librdkafka: bytes in the client's queues.");
     describe_counter!(OFFSET_MAP_RECORDS_TOTAL, "Records written to the offset-map topic (segments and frontiers).");
     describe_histogram!(
@@ -160,7 +172,11 @@ pub fn flow_paused(flow: &str, paused: bool) {
 }
 
 pub fn cluster_up(flow: &str, side: &'static str, cluster: &str, up: bool) {
-    gauge!(CLUSTER_UP, "flow" => flow.to_string(), "side" => side, "cluster" => cluster.to_string()).set(if up { 1.0 } else { 0.0 });
+    gauge!(CLUSTER_UP, "flow" => flow.to_string(), "side" => side, "cluster" => cluster.to_string()).set(if up {
+        1.0
+    } else {
+        0.0
+    });
 }
 
 pub fn topic_sync_change(flow: &str, kind: &'static str, count: usize) {

@@ -162,11 +162,8 @@ impl PartitionSlot {
     /// `None` when nothing is known yet.
     pub fn safe_position(&self) -> Option<i64> {
         let acked = self.acked_next.load(Ordering::SeqCst);
-        let position = if self.waiting_or_failed() {
-            acked
-        } else {
-            acked.max(self.fetched_next.load(Ordering::SeqCst))
-        };
+        let position =
+            if self.waiting_or_failed() { acked } else { acked.max(self.fetched_next.load(Ordering::SeqCst)) };
         (position >= 0).then_some(position)
     }
 }
@@ -406,7 +403,10 @@ impl ProducerContext for DeliveryTracker {
                     self.shared.acked_records.fetch_add(1, Ordering::Relaxed);
                 }
                 if let Some(m) = slot.metrics.get() {
-                    m.record_acknowledged(message.payload_len() + message.key().map_or(0, <[u8]>::len), message.timestamp());
+                    m.record_acknowledged(
+                        message.payload_len() + message.key().map_or(0, <[u8]>::len),
+                        message.timestamp(),
+                    );
                 }
             }
             Err((error, message)) => {
@@ -422,7 +422,8 @@ impl ProducerContext for DeliveryTracker {
                     }
                     _ => String::new(),
                 };
-                let source_topic = self.shared.source_topic_of(slot_index).unwrap_or_else(|| message.topic().to_string());
+                let source_topic =
+                    self.shared.source_topic_of(slot_index).unwrap_or_else(|| message.topic().to_string());
                 self.shared.refuse(MirrorError::Refused {
                     flow: self.shared.name.clone(),
                     topic: source_topic,
@@ -666,9 +667,8 @@ impl Forwarder {
             headers = Some(owned);
         }
         if let Some((header_name, source_alias, target_alias)) = &self.identity {
-            let origin = message
-                .headers()
-                .and_then(|h| h.iter().find(|h| h.key == header_name.as_str()).and_then(|h| h.value));
+            let origin =
+                message.headers().and_then(|h| h.iter().find(|h| h.key == header_name.as_str()).and_then(|h| h.value));
             match origin {
                 Some(origin) if origin == target_alias.as_bytes() => {
                     slot.fetched_next.store(offset + 1, Ordering::SeqCst);
@@ -682,9 +682,11 @@ impl Forwarder {
             }
         }
 
-        let mut record: BaseRecord<'_, [u8], [u8], usize> =
-            BaseRecord::with_opaque_to(&route.target_topic, pack(slot_index, slot.epoch.load(Ordering::SeqCst), offset))
-                .partition(partition);
+        let mut record: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(
+            &route.target_topic,
+            pack(slot_index, slot.epoch.load(Ordering::SeqCst), offset),
+        )
+        .partition(partition);
         if let Some(key) = message.key() {
             record = record.key(key);
         }
@@ -707,9 +709,14 @@ impl Forwarder {
                 slot.in_flight.fetch_sub(1, Ordering::SeqCst);
                 Ok(Forwarded::MustWait)
             }
-            Err((KafkaError::MessageProduction(
-                RDKafkaErrorCode::UnknownPartition | RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic,
-            ), _)) => {
+            Err((
+                KafkaError::MessageProduction(
+                    RDKafkaErrorCode::UnknownPartition
+                    | RDKafkaErrorCode::UnknownTopicOrPartition
+                    | RDKafkaErrorCode::UnknownTopic,
+                ),
+                _,
+            )) => {
                 // Topic sync has just created the topic or partition, and the producer's
                 // metadata has not caught up yet: refresh it and try again shortly.
                 slot.in_flight.fetch_sub(1, Ordering::SeqCst);
@@ -741,7 +748,6 @@ impl Forwarder {
             let _ = self.shared.slots[slot].metrics.set(FlowMetrics::new(&self.flow_name, topic));
         }
     }
-
 }
 
 struct FlowLoop {
@@ -951,10 +957,11 @@ impl FlowLoop {
             let Some(&slot_index) = registry.get(&(elem.topic().to_string(), elem.partition())) else { continue };
             let slot = &self.shared.slots[slot_index];
             let last_target = slot.last_target_offset.load(Ordering::SeqCst);
-            let position = positions.as_ref().and_then(|p| match p.find_partition(elem.topic(), elem.partition())?.offset() {
-                Offset::Offset(o) => Some(o),
-                _ => None,
-            });
+            let position =
+                positions.as_ref().and_then(|p| match p.find_partition(elem.topic(), elem.partition())?.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                });
             let frontier = slot.frontier(position);
             if frontier < 0 {
                 continue;
@@ -970,7 +977,10 @@ impl FlowLoop {
                 continue;
             }
             if let Some((topic, partition)) = topic_of.get(&slot) {
-                records.push((offset_map::segment_key(topic, *partition, seg.upstream), offset_map::encode_segment(&seg).to_vec()));
+                records.push((
+                    offset_map::segment_key(topic, *partition, seg.upstream),
+                    offset_map::encode_segment(&seg).to_vec(),
+                ));
             }
         }
         let mut written = Vec::new();
@@ -982,7 +992,10 @@ impl FlowLoop {
             }
             if let Some(seg) = open {
                 if before.map(|w| w.0) != Some(Some(seg)) {
-                    records.push((offset_map::segment_key(&topic, partition, seg.upstream), offset_map::encode_segment(&seg).to_vec()));
+                    records.push((
+                        offset_map::segment_key(&topic, partition, seg.upstream),
+                        offset_map::encode_segment(&seg).to_vec(),
+                    ));
                 }
             }
             let next_downstream = if last_target >= 0 { last_target + 1 } else { -1 };
@@ -997,7 +1010,10 @@ impl FlowLoop {
             for (i, (key, value)) in records.iter().enumerate() {
                 let marker = (batch << 1) | i64::from(i == last);
                 let record: BaseRecord<'_, [u8], [u8], usize> =
-                    BaseRecord::with_opaque_to(&self.map_topic, pack(MAP_SLOT, 0, marker)).partition(0).key(key.as_bytes()).payload(value);
+                    BaseRecord::with_opaque_to(&self.map_topic, pack(MAP_SLOT, 0, marker))
+                        .partition(0)
+                        .key(key.as_bytes())
+                        .payload(value);
                 match self.producer.send(record) {
                     Ok(()) => {}
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
@@ -1050,7 +1066,9 @@ impl FlowLoop {
         match self.consumer.committed_offsets(unknown, Duration::from_secs(5)) {
             Ok(committed) => {
                 for elem in committed.elements() {
-                    if let (Offset::Offset(o), Some(&slot)) = (elem.offset(), registry.get(&(elem.topic().to_string(), elem.partition()))) {
+                    if let (Offset::Offset(o), Some(&slot)) =
+                        (elem.offset(), registry.get(&(elem.topic().to_string(), elem.partition())))
+                    {
                         self.shared.slots[slot].frontier_seen.fetch_max(o, Ordering::SeqCst);
                     }
                 }
@@ -1118,7 +1136,9 @@ mod tests {
 
     #[test]
     fn opaque_packs_slot_and_offset() {
-        for (slot, epoch, offset) in [(0, 0, 0), (1, 3, 42), (MAX_SLOTS - 1, 255, MAX_PACKED_OFFSET), (7, 256 + 9, 1 << 39)] {
+        for (slot, epoch, offset) in
+            [(0, 0, 0), (1, 3, 42), (MAX_SLOTS - 1, 255, MAX_PACKED_OFFSET), (7, 256 + 9, 1 << 39)]
+        {
             assert_eq!(unpack(pack(slot, epoch, offset)), (slot, epoch % 256, offset));
         }
     }

@@ -50,12 +50,8 @@ impl TopicSelector {
 
     /// Decides whether `topic` on the source is mirrored by this flow.
     pub fn select(&self, topic: &str) -> Result<(), Skip> {
-        let included: Vec<&str> = self
-            .include
-            .iter()
-            .filter(|(_, re)| re.is_match(topic))
-            .map(|(p, _)| p.as_str())
-            .collect();
+        let included: Vec<&str> =
+            self.include.iter().filter(|(_, re)| re.is_match(topic)).map(|(p, _)| p.as_str()).collect();
         // Heartbeats travel with every flow, as in MirrorMaker 2, so that liveness and
         // latency can be measured end to end. With identity names a copy such as
         // `us-east.heartbeats` would keep its name and wander on, so only the original.

@@ -448,7 +448,10 @@ mod tests {
         fm.apply_record(segment_key("t", 0, 0).as_bytes(), Some(&encode_segment(&seg(0, 0, 10))));
         fm.apply_record(segment_key("t", 0, 0).as_bytes(), Some(&encode_segment(&seg(0, 0, 20))));
         fm.apply_record(segment_key("t", 0, 21).as_bytes(), Some(&encode_segment(&seg(21, 20, 5))));
-        fm.apply_record(frontier_key("t", 0).as_bytes(), Some(&encode_frontier(&Frontier { upstream: 26, next_downstream: 25 })));
+        fm.apply_record(
+            frontier_key("t", 0).as_bytes(),
+            Some(&encode_frontier(&Frontier { upstream: 26, next_downstream: 25 })),
+        );
         let m = fm.partition("t", 0);
         assert_eq!(m.translate(20, 0), Translation::Exact(20));
         assert_eq!(m.translate(26, 0), Translation::AtEnd(Some(25)));
@@ -466,7 +469,10 @@ pub struct MapReader {
 }
 
 impl MapReader {
-    pub fn new(target: &crate::cluster::Cluster, source_alias: &str) -> Result<MapReader, crate::cluster::ClusterError> {
+    pub fn new(
+        target: &crate::cluster::Cluster,
+        source_alias: &str,
+    ) -> Result<MapReader, crate::cluster::ClusterError> {
         use rdkafka::consumer::Consumer;
         let consumer = target.metadata_client()?;
         let topic = map_topic(source_alias);
@@ -478,7 +484,11 @@ impl MapReader {
     }
 
     /// Applies every map record written so far.
-    pub fn catch_up(&mut self, cluster: &crate::cluster::Cluster, timeout: std::time::Duration) -> Result<(), crate::cluster::ClusterError> {
+    pub fn catch_up(
+        &mut self,
+        cluster: &crate::cluster::Cluster,
+        timeout: std::time::Duration,
+    ) -> Result<(), crate::cluster::ClusterError> {
         use rdkafka::consumer::Consumer;
         use rdkafka::message::Message;
         let (_, end) = self

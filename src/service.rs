@@ -13,9 +13,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::admin_http::{self, AdminState, FlowView};
-use crate::lag::{self, FlowStatus};
 use crate::cluster::Cluster;
 use crate::config::{Config, FlowConfig};
+use crate::lag::{self, FlowStatus};
 use crate::metrics;
 use crate::mirror::{self, MirrorError};
 use crate::topic_sync::{self, Routes};

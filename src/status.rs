@@ -62,14 +62,23 @@ pub fn direct(config: &Config) -> Vec<FlowStatus> {
             for (topic, partitions) in topics.into_iter().filter(|(t, _)| selector.select(t).is_ok()) {
                 for partition in 0..partitions as i32 {
                     let Ok((low, end)) = meta.fetch_watermarks(&topic, partition, TIMEOUT) else { continue };
-                    let mirrored = reader.map.partition(&topic, partition).frontier.map_or(low, |f| f.upstream.max(low));
+                    let mirrored =
+                        reader.map.partition(&topic, partition).frontier.map_or(low, |f| f.upstream.max(low));
                     let lag_records = (end - mirrored).max(0);
                     let lag_seconds = if lag_records > 0 {
-                        first_record_timestamp(&source, &topic, partition, mirrored).map_or(0.0, |ts| ((now - ts).max(0) as f64) / 1000.0)
+                        first_record_timestamp(&source, &topic, partition, mirrored)
+                            .map_or(0.0, |ts| ((now - ts).max(0) as f64) / 1000.0)
                     } else {
                         0.0
                     };
-                    status.partitions.push(PartitionLag { topic: topic.clone(), partition, source_end_offset: end, mirrored_position: mirrored, lag_records, lag_seconds });
+                    status.partitions.push(PartitionLag {
+                        topic: topic.clone(),
+                        partition,
+                        source_end_offset: end,
+                        mirrored_position: mirrored,
+                        lag_records,
+                        lag_seconds,
+                    });
                 }
             }
             status
@@ -144,7 +153,13 @@ pub fn render(flows: &[FlowStatus]) -> String {
         worst.sort_by(|a, b| b.lag_seconds.total_cmp(&a.lag_seconds).then(b.lag_records.cmp(&a.lag_records)));
         for p in worst.iter().take(WORST) {
             let name = format!("{}[{}]", p.topic, p.partition);
-            out.push_str(&format!("  {:<32} {:<8} {:>14} {:>12.1}\n", shorten_keeping_end(&name, 32), "", p.lag_records, p.lag_seconds));
+            out.push_str(&format!(
+                "  {:<32} {:<8} {:>14} {:>12.1}\n",
+                shorten_keeping_end(&name, 32),
+                "",
+                p.lag_records,
+                p.lag_seconds
+            ));
         }
         if worst.len() > WORST {
             out.push_str(&format!("  … {} more partition(s) lagging\n", worst.len() - WORST));

@@ -9,9 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::admin::{
-    AdminOptions, ConfigSource, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
-};
+use rdkafka::admin::{AdminOptions, ConfigSource, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::error::RDKafkaErrorCode;
 
 use crate::cluster::{Cluster, ClusterError};
@@ -107,16 +105,10 @@ pub async fn plan(flow: &FlowConfig, source: &Cluster, target: &Cluster) -> Resu
     } else {
         HashMap::new()
     };
-    let existing: Vec<String> = selected
-        .iter()
-        .map(|(t, _)| selector.target_topic(t))
-        .filter(|t| target_topics.contains_key(t))
-        .collect();
-    let target_configs = if flow.sync_topic_configs {
-        describe_synced_configs(target, existing).await?
-    } else {
-        HashMap::new()
-    };
+    let existing: Vec<String> =
+        selected.iter().map(|(t, _)| selector.target_topic(t)).filter(|t| target_topics.contains_key(t)).collect();
+    let target_configs =
+        if flow.sync_topic_configs { describe_synced_configs(target, existing).await? } else { HashMap::new() };
 
     for (topic, partitions) in selected {
         let target_topic = selector.target_topic(&topic);
@@ -205,9 +197,9 @@ pub async fn apply(plan: &TopicPlan, target: &Cluster) -> (BTreeMap<String, Rout
                 for result in results {
                     match result {
                         Ok(name) => set_ready(&mut routes, &name, plan),
-                        Err((name, code)) => errors.push(
-                            target.request_error(format!("adding partitions to `{name}`"), code),
-                        ),
+                        Err((name, code)) => {
+                            errors.push(target.request_error(format!("adding partitions to `{name}`"), code))
+                        }
                     }
                 }
             }
@@ -300,7 +292,11 @@ impl std::fmt::Display for TopicPlan {
         }
         for c in &self.create {
             let rf = c.replication_factor.map(|r| r.to_string()).unwrap_or_else(|| "target default".into());
-            writeln!(f, "  + create topic {} on {} (partitions {}, replication factor {rf})", c.name, self.target, c.partitions)?;
+            writeln!(
+                f,
+                "  + create topic {} on {} (partitions {}, replication factor {rf})",
+                c.name, self.target, c.partitions
+            )?;
             for (k, v) in &c.configs {
                 writeln!(f, "      {k} = {v}")?;
             }
@@ -365,7 +361,10 @@ async fn create_compacted(cluster: &Cluster, names: &[String], rf: Option<i32>) 
         .iter()
         .map(|n| NewTopic::new(n, 1, TopicReplication::Fixed(rf.unwrap_or(-1))).set("cleanup.policy", "compact"))
         .collect();
-    let results = admin.create_topics(topics.iter(), &opts).await.map_err(|e| cluster.request_error("creating internal topics", e))?;
+    let results = admin
+        .create_topics(topics.iter(), &opts)
+        .await
+        .map_err(|e| cluster.request_error("creating internal topics", e))?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
