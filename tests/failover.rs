@@ -18,16 +18,33 @@ fn now() -> i64 {
 }
 
 fn records(prefix: &str, n: usize, partitions: i32) -> Vec<Rec> {
-    (0..n).map(|i| Rec::keyed((i % partitions as usize) as i32, &format!("{prefix}-k{i}"), &format!("{prefix}-v{i}"), now())).collect()
+    (0..n)
+        .map(|i| {
+            Rec::keyed((i % partitions as usize) as i32, &format!("{prefix}-k{i}"), &format!("{prefix}-v{i}"), now())
+        })
+        .collect()
 }
 
 /// Values per partition, as Kafka's console consumer in `group` reads them: at most
 /// `max` records (all when None), one record per poll so the commit is exact.
 fn console_read(cluster: &str, topic: &str, group: &str, max: Option<usize>) -> BTreeMap<i32, Vec<String>> {
     let mut args: Vec<String> = vec![
-        "tool", cluster, "kafka-console-consumer", "--topic", topic, "--group", group, "--from-beginning",
-        "--command-property", "max.poll.records=1", "--command-property", "isolation.level=read_committed",
-        "--formatter-property", "print.partition=true", "--timeout-ms", "15000",
+        "tool",
+        cluster,
+        "kafka-console-consumer",
+        "--topic",
+        topic,
+        "--group",
+        group,
+        "--from-beginning",
+        "--command-property",
+        "max.poll.records=1",
+        "--command-property",
+        "isolation.level=read_committed",
+        "--formatter-property",
+        "print.partition=true",
+        "--timeout-ms",
+        "15000",
     ]
     .into_iter()
     .map(String::from)
@@ -77,7 +94,7 @@ struct Setup {
 fn setup(name: &str, partitions: i32, topic_configs: &[(&str, &str)]) -> Setup {
     testbed();
     let topic = unique(name);
-    create_topic(US_EAST, &topic, partitions, topic_configs);
+    create_topic(us_east(), &topic, partitions, topic_configs);
     let cfg = config_with_flows(&format!(
         "{}checkpoint_interval_ms = 1000\n",
         flow("us-east", "eu-west", &topic, "prefix", &unique("strait"))
@@ -109,7 +126,13 @@ impl Setup {
         self.failover(group);
         let read_target = console_read("eu-west", &self.target_topic, group, None);
         let union = concat(&read_source, &read_target);
-        assert_eq!(count(&union), count(source_records), "read {} on us-east + {} on eu-west", count(&read_source), count(&read_target));
+        assert_eq!(
+            count(&union),
+            count(source_records),
+            "read {} on us-east + {} on eu-west",
+            count(&read_source),
+            count(&read_target)
+        );
         assert_eq!(&union, source_records, "the reads must be the source sequence exactly");
     }
 }
@@ -118,7 +141,7 @@ impl Setup {
 fn failover_exact_in_the_middle_and_failback() {
     let s = setup("fo-middle", 3, &[]);
     let recs = records("m", 3_000, 3);
-    produce(US_EAST, &s.topic, &recs);
+    produce(us_east(), &s.topic, &recs);
     let _strait = Strait::start(&s.config);
     let group = unique("app");
     let read_source = console_read("us-east", &s.topic, &group, Some(700));
@@ -138,13 +161,24 @@ fn failover_exact_in_the_middle_and_failback() {
 fn failover_exact_at_zero_at_the_end_and_far_behind() {
     let s = setup("fo-edges", 2, &[]);
     let recs = records("e", 12_000, 2);
-    produce(US_EAST, &s.topic, &recs);
+    produce(us_east(), &s.topic, &recs);
     let _strait = Strait::start(&s.config);
     let source = values(&recs);
 
     // At offset 0: committed offsets exist, nothing consumed.
     let at_zero = unique("zero");
-    let out = testbed_cmd(&["tool", "us-east", "kafka-consumer-groups", "--group", &at_zero, "--topic", &s.topic, "--reset-offsets", "--to-earliest", "--execute"]);
+    let out = testbed_cmd(&[
+        "tool",
+        "us-east",
+        "kafka-consumer-groups",
+        "--group",
+        &at_zero,
+        "--topic",
+        &s.topic,
+        "--reset-offsets",
+        "--to-earliest",
+        "--execute",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     s.check_exact_failover(&source, None, &at_zero);
 
@@ -158,7 +192,8 @@ fn failover_exact_at_zero_at_the_end_and_far_behind() {
 #[test]
 fn failover_exact_across_aborted_transactions() {
     let s = setup("fo-tx", 2, &[]);
-    let tx: BaseProducer = ClientConfig::new().set("bootstrap.servers", US_EAST).set("transactional.id", unique("tx")).create().unwrap();
+    let tx: BaseProducer =
+        ClientConfig::new().set("bootstrap.servers", us_east()).set("transactional.id", unique("tx")).create().unwrap();
     tx.init_transactions(Duration::from_secs(30)).unwrap();
     let mut committed = Vec::new();
     for round in 0..8 {
@@ -184,7 +219,12 @@ fn failover_exact_across_compaction_gaps() {
     let s = setup(
         "fo-compact",
         1,
-        &[("cleanup.policy", "compact"), ("segment.ms", "100"), ("min.cleanable.dirty.ratio", "0.01"), ("delete.retention.ms", "100")],
+        &[
+            ("cleanup.policy", "compact"),
+            ("segment.ms", "100"),
+            ("min.cleanable.dirty.ratio", "0.01"),
+            ("delete.retention.ms", "100"),
+        ],
     );
     let recs: Vec<Rec> = (0..4_000)
         .map(|i| {
@@ -192,14 +232,14 @@ fn failover_exact_across_compaction_gaps() {
             Rec::keyed(0, &key, &format!("c-v{i}"), now())
         })
         .collect();
-    produce(US_EAST, &s.topic, &recs);
+    produce(us_east(), &s.topic, &recs);
     // Later appends roll the segment so that the cleaner can compact the earlier ones.
     let source = wait_for("compaction to leave gaps", Duration::from_secs(120), || {
-        produce(US_EAST, &s.topic, &[Rec::keyed(0, "roll", "roll", now())]);
-        let read = read_all(US_EAST, &s.topic);
+        produce(us_east(), &s.topic, &[Rec::keyed(0, "roll", "roll", now())]);
+        let read = read_all(us_east(), &s.topic);
         (read.iter().filter(|r| r.value.as_deref() != Some(b"roll")).count() < 2_500).then_some(read)
     });
-    let end: i64 = end_offsets(US_EAST, &s.topic).values().sum();
+    let end: i64 = end_offsets(us_east(), &s.topic).values().sum();
     assert!((source.len() as i64) < end, "the source log has gaps");
     let _strait = Strait::start(&s.config);
     s.check_exact_failover(&values(&source), Some(source.len() / 3), &unique("app"));
@@ -209,14 +249,14 @@ fn failover_exact_across_compaction_gaps() {
 fn failover_exact_after_strait_restarts() {
     let s = setup("fo-restart", 3, &[]);
     let first_half = records("r1", 2_000, 3);
-    produce(US_EAST, &s.topic, &first_half);
+    produce(us_east(), &s.topic, &first_half);
     let mut strait = Strait::start(&s.config);
     let group = unique("app");
     let read_source = console_read("us-east", &s.topic, &group, Some(900));
-    wait_for_count(EU_WEST, &s.target_topic, 2_000, Duration::from_secs(60));
+    wait_for_count(eu_west(), &s.target_topic, 2_000, Duration::from_secs(60));
     strait.kill9();
     let second_half = records("r2", 2_000, 3);
-    produce(US_EAST, &s.topic, &second_half);
+    produce(us_east(), &s.topic, &second_half);
     let _again = Strait::start(&s.config);
     s.failover(&group);
     let read_target = console_read("eu-west", &s.target_topic, &group, None);
@@ -230,20 +270,31 @@ fn failover_exact_after_strait_restarts() {
 #[test]
 fn failover_refuses_a_group_active_on_the_target() {
     let s = setup("fo-active", 1, &[]);
-    produce(US_EAST, &s.topic, &records("a", 100, 1));
+    produce(us_east(), &s.topic, &records("a", 100, 1));
     let _strait = Strait::start(&s.config);
-    wait_for_count(EU_WEST, &s.target_topic, 100, Duration::from_secs(60));
+    wait_for_count(eu_west(), &s.target_topic, 100, Duration::from_secs(60));
     let group = unique("app");
     console_read("us-east", &s.topic, &group, Some(10));
     // A consumer of the group is running on eu-west.
     let mut member = Command::new(repo_root().join("deploy/local/testbed"))
-        .args(["tool", "eu-west", "kafka-console-consumer", "--topic", &s.target_topic, "--group", &group, "--timeout-ms", "60000"])
+        .args([
+            "tool",
+            "eu-west",
+            "kafka-console-consumer",
+            "--topic",
+            &s.target_topic,
+            "--group",
+            &group,
+            "--timeout-ms",
+            "60000",
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     wait_for("the member to join", Duration::from_secs(30), || {
-        let out = testbed_cmd(&["tool", "eu-west", "kafka-consumer-groups", "--describe", "--group", &group, "--members"]);
+        let out =
+            testbed_cmd(&["tool", "eu-west", "kafka-consumer-groups", "--describe", "--group", &group, "--members"]);
         stdout(&out).contains("console-consumer").then_some(())
     });
     let out = s.strait(&["failover", "--group", &group]);
@@ -258,11 +309,11 @@ fn failover_refuses_a_group_active_on_the_target() {
 #[test]
 fn mirrormaker2_remote_cluster_utils_agrees() {
     let s = setup("fo-mm2", 3, &[]);
-    produce(US_EAST, &s.topic, &records("x", 1_500, 3));
+    produce(us_east(), &s.topic, &records("x", 1_500, 3));
     let _strait = Strait::start(&s.config);
     let group = unique("app");
     console_read("us-east", &s.topic, &group, Some(400));
-    wait_for_count(EU_WEST, &s.target_topic, 1_500, Duration::from_secs(60));
+    wait_for_count(eu_west(), &s.target_topic, 1_500, Duration::from_secs(60));
 
     let ours = wait_for("translation", Duration::from_secs(60), || {
         let out = s.strait(&["offsets", "translate", "--group", &group]);
@@ -278,7 +329,7 @@ fn mirrormaker2_remote_cluster_utils_agrees() {
     });
     let java = repo_root().join("tests/java/TranslateOffsets.java");
     let theirs = wait_for("MM2 to see all checkpoints", Duration::from_secs(60), || {
-        let out = testbed_cmd(&["java", java.to_str().unwrap(), EU_WEST, "us-east", &group]);
+        let out = testbed_cmd(&["java", java.to_str().unwrap(), eu_west(), "us-east", &group]);
         let lines: Vec<String> = stdout(&out).lines().map(String::from).collect();
         (lines == ours).then_some(lines)
     });
@@ -291,7 +342,7 @@ fn mirrormaker2_remote_cluster_utils_agrees() {
 fn group_offset_sync_lets_an_idle_group_switch_exactly() {
     let s = setup("fo-sync", 2, &[]);
     let recs = records("s", 2_000, 2);
-    produce(US_EAST, &s.topic, &recs);
+    produce(us_east(), &s.topic, &recs);
     let _strait = Strait::start(&s.config);
     let group = unique("app");
     let read_source = console_read("us-east", &s.topic, &group, Some(777));
@@ -313,10 +364,12 @@ fn group_offset_sync_lets_an_idle_group_switch_exactly() {
         let text = stdout(&out);
         expected
             .iter()
-            .all(|(p, o)| text.lines().any(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                f.len() > 3 && f[1] == s.target_topic && f[2] == p && f[3] == o
-            }))
+            .all(|(p, o)| {
+                text.lines().any(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    f.len() > 3 && f[1] == s.target_topic && f[2] == p && f[3] == o
+                })
+            })
             .then_some(())
     });
     let read_target = console_read("eu-west", &s.target_topic, &group, None);
@@ -337,7 +390,7 @@ fn group_offset_sync_lets_an_idle_group_switch_exactly() {
 fn failover_reports_the_rpo_when_replication_cannot_catch_up() {
     let s = setup("fo-rpo", 2, &[]);
     // No strait runs: nothing gets mirrored.
-    produce(US_EAST, &s.topic, &records("p", 300, 2));
+    produce(us_east(), &s.topic, &records("p", 300, 2));
     let group = unique("app");
     console_read("us-east", &s.topic, &group, Some(100));
     let out = s.strait(&["failover", "--group", &group, "--wait-for-zero-lag", "--timeout", "3s"]);
@@ -349,17 +402,17 @@ fn failover_reports_the_rpo_when_replication_cannot_catch_up() {
     assert!(!stdout(&described).contains(&s.target_topic), "nothing may be committed on eu-west");
 }
 
-
 /// The offset map stays bounded: segments whose records the source's retention removed
 /// are pruned, and translation stays exact afterwards.
 #[test]
 fn offset_map_is_pruned_below_the_source_log_start() {
     testbed();
     let topic = unique("fo-prune");
-    create_topic(US_EAST, &topic, 1, &[]);
+    create_topic(us_east(), &topic, 1, &[]);
     // Five transactions: each commit marker splits the map into another segment. (The
     // flow leaves out `heartbeats`, so the map holds this topic alone.)
-    let tx: BaseProducer = ClientConfig::new().set("bootstrap.servers", US_EAST).set("transactional.id", unique("tx")).create().unwrap();
+    let tx: BaseProducer =
+        ClientConfig::new().set("bootstrap.servers", us_east()).set("transactional.id", unique("tx")).create().unwrap();
     tx.init_transactions(Duration::from_secs(30)).unwrap();
     let mut all = Vec::new();
     for round in 0..5 {
@@ -369,7 +422,8 @@ fn offset_map_is_pruned_below_the_source_log_start() {
         tx.commit_transaction(Duration::from_secs(30)).unwrap();
         all.extend(batch);
     }
-    let admin = format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+    let admin =
+        format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
     let cfg = config_with_flows(&format!(
         "{}checkpoint_interval_ms = 500\nheartbeat_interval_ms = 0\ntopics_exclude = [\"heartbeats\"]\n",
         flow("us-east", "eu-west", &topic, "prefix", &unique("strait"))
@@ -378,7 +432,7 @@ fn offset_map_is_pruned_below_the_source_log_start() {
     let (_dir, path) = write_config(&cfg);
     let _strait = Strait::start(&path);
     let target_topic = format!("us-east.{topic}");
-    wait_for_count(EU_WEST, &target_topic, 500, Duration::from_secs(60));
+    wait_for_count(eu_west(), &target_topic, 500, Duration::from_secs(60));
     let group = unique("app");
     let read_source = console_read("us-east", &topic, &group, Some(350));
     let before = wait_for("the map size to be reported", Duration::from_secs(60), || {
@@ -388,7 +442,11 @@ fn offset_map_is_pruned_below_the_source_log_start() {
     // Retention (here: delete-records) removes the first two transactions and markers.
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("delete.json");
-    std::fs::write(&spec, format!(r#"{{"partitions":[{{"topic":"{topic}","partition":0,"offset":202}}],"version":1}}"#)).unwrap();
+    std::fs::write(
+        &spec,
+        format!(r#"{{"partitions":[{{"topic":"{topic}","partition":0,"offset":202}}],"version":1}}"#),
+    )
+    .unwrap();
     let out = testbed_cmd(&["tool", "us-east", "kafka-delete-records", "--offset-json-file", spec.to_str().unwrap()]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     wait_for("segments below the log start to be pruned", Duration::from_secs(60), || {
@@ -396,7 +454,8 @@ fn offset_map_is_pruned_below_the_source_log_start() {
     });
 
     // Still exact for a group past the pruned range.
-    let out = strait(&["failover", "--config", path.to_str().unwrap(), "--flow", "us-east->eu-west", "--group", &group]);
+    let out =
+        strait(&["failover", "--config", path.to_str().unwrap(), "--flow", "us-east->eu-west", "--group", &group]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     let read_target = console_read("eu-west", &target_topic, &group, None);
     assert_eq!(concat(&read_source, &read_target), values(&all));

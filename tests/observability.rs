@@ -55,7 +55,13 @@ impl Prometheus {
     /// Runs an instant query; returns the result series as JSON values.
     fn query(&self, expr: &str) -> Vec<serde_json::Value> {
         let out = Command::new("curl")
-            .args(["-sf", "--get", "--data-urlencode", &format!("query={expr}"), &format!("http://127.0.0.1:{}/api/v1/query", self.port)])
+            .args([
+                "-sf",
+                "--get",
+                "--data-urlencode",
+                &format!("query={expr}"),
+                &format!("http://127.0.0.1:{}/api/v1/query", self.port),
+            ])
             .output()
             .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
@@ -94,7 +100,12 @@ fn dashboard_queries() -> Vec<(String, String)> {
     let mut out = Vec::new();
     for panel in dash["panels"].as_array().unwrap() {
         for target in panel["targets"].as_array().into_iter().flatten() {
-            let expr = target["expr"].as_str().unwrap().replace("$flow", ".*").replace("$instance", ".*").replace("$__rate_interval", "30s");
+            let expr = target["expr"]
+                .as_str()
+                .unwrap()
+                .replace("$flow", ".*")
+                .replace("$instance", ".*")
+                .replace("$__rate_interval", "30s");
             out.push((panel["title"].as_str().unwrap().to_string(), expr));
         }
     }
@@ -106,15 +117,22 @@ fn dashboard_alerts_and_readiness_on_real_prometheus() {
     testbed();
     let install = Command::new(repo_root().join("deploy/prometheus/install")).output().unwrap();
     assert!(install.status.success(), "installing prometheus: {}", stderr(&install));
-    let check = Command::new("promtool").args(["check", "rules"]).arg(repo_root().join("deploy/prometheus/alerts.yml")).output().unwrap();
+    let check = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(repo_root().join("deploy/prometheus/alerts.yml"))
+        .output()
+        .unwrap();
     assert!(check.status.success(), "promtool check rules: {}{}", stdout(&check), stderr(&check));
 
     // strait mirroring live traffic, with a consumer group on the source.
     let topic = unique("obs");
-    create_topic(US_EAST, &topic, 3, &[]);
+    create_topic(us_east(), &topic, 3, &[]);
     let admin = format!("127.0.0.1:{}", free_port());
-    let cfg = config_with_flows(&format!("{}checkpoint_interval_ms = 1000\n", flow("us-east", "eu-west", &topic, "prefix", &unique("strait"))))
-        .replace("127.0.0.1:0", &admin);
+    let cfg = config_with_flows(&format!(
+        "{}checkpoint_interval_ms = 1000\n",
+        flow("us-east", "eu-west", &topic, "prefix", &unique("strait"))
+    ))
+    .replace("127.0.0.1:0", &admin);
     let (_dir, path) = write_config(&cfg);
     let mut strait = Strait::start(&path);
     let stop = Arc::new(AtomicBool::new(false));
@@ -123,8 +141,9 @@ fn dashboard_alerts_and_readiness_on_real_prometheus() {
         std::thread::spawn(move || {
             let mut i = 0;
             while !stop.load(Ordering::SeqCst) {
-                let batch: Vec<Rec> = (0..50).map(|j| Rec::keyed((i + j) % 3, &format!("k{}", i + j), "live", now())).collect();
-                produce(US_EAST, &topic, &batch);
+                let batch: Vec<Rec> =
+                    (0..50).map(|j| Rec::keyed((i + j) % 3, &format!("k{}", i + j), "live", now())).collect();
+                produce(us_east(), &topic, &batch);
                 i += 50;
                 std::thread::sleep(Duration::from_millis(200));
             }
@@ -132,7 +151,7 @@ fn dashboard_alerts_and_readiness_on_real_prometheus() {
     };
     let group = unique("app");
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", US_EAST)
+        .set("bootstrap.servers", us_east())
         .set("group.id", &group)
         .set("auto.offset.reset", "earliest")
         .create()
@@ -166,7 +185,9 @@ fn dashboard_alerts_and_readiness_on_real_prometheus() {
     assert!(testbed_cmd(&["down", "eu-west"]).status.success());
     let first = wait_for("lag to grow", Duration::from_secs(60), || prom.scalar(&lag).filter(|v| *v > 3.0));
     wait_for("lag to keep growing", Duration::from_secs(30), || prom.scalar(&lag).filter(|v| *v > first + 3.0));
-    wait_for("/readyz to turn unready", Duration::from_secs(30), || (http_status(&format!("http://{admin}/readyz")) == "503").then_some(()));
+    wait_for("/readyz to turn unready", Duration::from_secs(30), || {
+        (http_status(&format!("http://{admin}/readyz")) == "503").then_some(())
+    });
     wait_for("the lag alert to fire", Duration::from_secs(90), || {
         let firing = prom.query("ALERTS{alertname=\"StraitReplicationLagHigh\",alertstate=\"firing\"}");
         firing.iter().any(|s| s["metric"]["topic"] == topic.as_str()).then_some(())
@@ -176,7 +197,9 @@ fn dashboard_alerts_and_readiness_on_real_prometheus() {
     // The region returns: lag back to 0, ready again.
     assert!(testbed_cmd(&["up", "eu-west"]).status.success());
     wait_for("lag back to 0", Duration::from_secs(180), || (prom.scalar(&lag) == Some(0.0)).then_some(()));
-    wait_for("/readyz ready again", Duration::from_secs(60), || (http_status(&format!("http://{admin}/readyz")) == "200").then_some(()));
+    wait_for("/readyz ready again", Duration::from_secs(60), || {
+        (http_status(&format!("http://{admin}/readyz")) == "200").then_some(())
+    });
 
     // strait status reads the running instance.
     let out = common::strait(&["status", "--config", path.to_str().unwrap()]);

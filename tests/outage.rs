@@ -29,12 +29,11 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-
 #[test]
 fn target_outage_pauses_then_recovers_without_loss() {
     testbed();
     let topic = unique("outage");
-    create_topic(US_EAST, &topic, 3, &[]);
+    create_topic(us_east(), &topic, 3, &[]);
     let admin_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let admin = format!("127.0.0.1:{admin_port}");
     let cfg = config_with_flows(&format!(
@@ -45,9 +44,10 @@ fn target_outage_pauses_then_recovers_without_loss() {
     let (_dir, path) = write_config(&cfg);
     let target_topic = format!("us-east.{topic}");
     let mut strait = Strait::start(&path);
-    let first: Vec<Rec> = (0..3_000).map(|i| Rec::keyed(i % 3, &format!("a{i}"), &"x".repeat(200), now() + i as i64)).collect();
-    produce(US_EAST, &topic, &first);
-    wait_for_count(EU_WEST, &target_topic, first.len(), Duration::from_secs(60));
+    let first: Vec<Rec> =
+        (0..3_000).map(|i| Rec::keyed(i % 3, &format!("a{i}"), &"x".repeat(200), now() + i as i64)).collect();
+    produce(us_east(), &topic, &first);
+    wait_for_count(eu_west(), &target_topic, first.len(), Duration::from_secs(60));
 
     // The region goes down.
     let _restore = RestoreEuWest;
@@ -55,15 +55,21 @@ fn target_outage_pauses_then_recovers_without_loss() {
     assert!(out.status.success(), "{}", stderr(&out));
 
     // `strait check` names the unreachable region and exits 1.
-    let out = common::strait(&["check", "--config", repo_root().join("config/local.toml").to_str().unwrap(), "--timeout", "3"]);
+    let out = common::strait(&[
+        "check",
+        "--config",
+        repo_root().join("config/local.toml").to_str().unwrap(),
+        "--timeout",
+        "3",
+    ]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
-    assert!(stdout(&out).contains("cluster eu-west (127.0.0.1:29092): UNREACHABLE"), "{}", stdout(&out));
+    assert!(stdout(&out).contains(&format!("cluster eu-west ({}): UNREACHABLE", eu_west())), "{}", stdout(&out));
     assert!(stderr(&out).contains("unreachable cluster(s): eu-west"), "{}", stderr(&out));
 
     // Records keep arriving on the source: 40 MiB, far more than the 2 MiB in-flight bound.
     let during: Vec<Rec> =
         (0..20_000).map(|i| Rec::keyed(i % 3, &format!("b{i}"), &"y".repeat(2_000), now() + i as i64)).collect();
-    produce(US_EAST, &topic, &during);
+    produce(us_east(), &topic, &during);
     let rss_before = rss_kib(strait.child.id());
     std::thread::sleep(Duration::from_secs(8));
     let rss_during = rss_kib(strait.child.id());
@@ -78,7 +84,7 @@ fn target_outage_pauses_then_recovers_without_loss() {
     assert!(out.status.success(), "{}", stderr(&out));
     let mut all = first.clone();
     all.extend(during);
-    let target = wait_for_count(EU_WEST, &target_topic, all.len(), Duration::from_secs(180));
+    let target = wait_for_count(eu_west(), &target_topic, all.len(), Duration::from_secs(180));
     eprintln!("caught up {:?} after eu-west returned", back.elapsed());
     let (s, t) = (by_partition(&all), by_partition(&target));
     for (p, want) in s {
@@ -86,7 +92,9 @@ fn target_outage_pauses_then_recovers_without_loss() {
         let firsts: Vec<Rec> = t[&p].iter().filter(|r| seen.insert(r.key.clone())).cloned().collect();
         assert!(firsts == want, "partition {p}: records missing or out of order after the outage");
     }
-    wait_for("fetching resumed", Duration::from_secs(30), || (metric(&admin, "strait_flow_paused") == Some(0.0)).then_some(()));
+    wait_for("fetching resumed", Duration::from_secs(30), || {
+        (metric(&admin, "strait_flow_paused") == Some(0.0)).then_some(())
+    });
     let (status, _) = strait.terminate();
     assert!(status.success());
 }

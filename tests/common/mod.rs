@@ -19,8 +19,23 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-pub const US_EAST: &str = "127.0.0.1:19092";
-pub const EU_WEST: &str = "127.0.0.1:29092";
+/// Added to the test bed's default ports (`STRAIT_TESTBED_PORT_OFFSET`, read by
+/// deploy/local/testbed too), so that several checkouts can run their suites side by side.
+pub fn port_offset() -> u16 {
+    std::env::var("STRAIT_TESTBED_PORT_OFFSET").ok().and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// Bootstrap address of the local `us-east` cluster.
+pub fn us_east() -> &'static str {
+    static ADDR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ADDR.get_or_init(|| format!("127.0.0.1:{}", 19092 + port_offset()))
+}
+
+/// Bootstrap address of the local `eu-west` cluster.
+pub fn eu_west() -> &'static str {
+    static ADDR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ADDR.get_or_init(|| format!("127.0.0.1:{}", 29092 + port_offset()))
+}
 
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -36,10 +51,7 @@ pub fn testbed() {
 }
 
 pub fn testbed_cmd(args: &[&str]) -> Output {
-    Command::new(repo_root().join("deploy/local/testbed"))
-        .args(args)
-        .output()
-        .expect("run deploy/local/testbed")
+    Command::new(repo_root().join("deploy/local/testbed")).args(args).output().expect("run deploy/local/testbed")
 }
 
 pub fn stdout(out: &Output) -> String {
@@ -72,8 +84,10 @@ pub fn write_config(text: &str) -> (tempfile::TempDir, PathBuf) {
 /// A config with both local clusters and the given `[[flows]]` sections.
 pub fn config_with_flows(flows: &str) -> String {
     format!(
-        "[clusters.us-east]\nbootstrap = \"{US_EAST}\"\n\n[clusters.eu-west]\nbootstrap = \"{EU_WEST}\"\n\n\
-         [admin]\nlisten = \"127.0.0.1:0\"\n\n{flows}"
+        "[clusters.us-east]\nbootstrap = \"{us_east}\"\n\n[clusters.eu-west]\nbootstrap = \"{eu_west}\"\n\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\n\n{flows}",
+        us_east = us_east(),
+        eu_west = eu_west()
     )
 }
 
