@@ -16,6 +16,9 @@ use rdkafka::ClientConfig;
 
 use crate::config::ClusterConfig;
 
+/// The largest record strait mirrors (the producer's `message.max.bytes`).
+pub const MAX_RECORD_BYTES: u64 = 100 << 20;
+
 /// Errors talking to a cluster. Each names the cluster alias.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -58,7 +61,6 @@ impl Cluster {
         cfg.set("fetch.wait.max.ms", "100");
         cfg.set("fetch.min.bytes", "1");
         cfg.set("queued.max.messages.kbytes", "32768");
-        cfg.set("auto.offset.reset", "earliest");
         cfg.set("topic.metadata.refresh.interval.ms", "5000");
         cfg.set("statistics.interval.ms", "5000");
         for (k, v) in &self.settings.consumer {
@@ -70,27 +72,74 @@ impl Cluster {
         cfg.set("isolation.level", "read_committed");
         cfg.set("partition.assignment.strategy", "cooperative-sticky");
         cfg.set("enable.partition.eof", "false");
+        // strait assigns every partition at an explicit position; a position that falls
+        // out of range (retention removed unmirrored records) must surface as an error
+        // strait counts and names, never as a silent jump.
+        cfg.set("auto.offset.reset", "error");
         cfg
     }
 
+    /// The source group's session timeout: how long a member may be silent before the
+    /// group gives its partitions to another.
+    pub fn session_timeout(&self) -> Duration {
+        let ms = self
+            .settings
+            .consumer
+            .get("session.timeout.ms")
+            .or_else(|| self.settings.client.get("session.timeout.ms"))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(45_000);
+        Duration::from_millis(ms)
+    }
+
+    /// How long a record may wait for the target before it is re-sent, for flows reading
+    /// from this cluster: below the source group's session timeout, so that an instance
+    /// frozen long enough to lose its partitions finds every record it had not sent
+    /// expired when it wakes, and sends none of them after the new owner's copies.
+    pub fn message_timeout(&self) -> Duration {
+        let session = self.session_timeout();
+        let margin = (session / 10).max(Duration::from_secs(1));
+        session.saturating_sub(margin).max(Duration::from_secs(1))
+    }
+
     /// A producer for writing mirrored records: idempotent with acks=all, so per-partition
-    /// order holds and retries never duplicate; records never expire, so a target outage
-    /// only pauses the flow (the in-flight bound in the data path keeps memory bounded).
-    pub fn producer_config(&self, max_in_flight_bytes: u64) -> ClientConfig {
+    /// order holds and retries never duplicate; gapless, so that after a refused record
+    /// nothing later of its partition lands. strait bounds in-flight bytes itself (see
+    /// `mirror::budget`), so librdkafka's queue limit only needs to admit one record of the
+    /// largest size on top of the budget.
+    pub fn producer_config(&self, max_in_flight_bytes: u64, message_timeout: Duration) -> ClientConfig {
         let mut cfg = self.base_config("producer");
         cfg.set("linger.ms", "5");
         cfg.set("batch.size", "1000000");
         cfg.set("compression.type", "lz4");
-        cfg.set("message.max.bytes", "104857600");
-        cfg.set("queue.buffering.max.kbytes", (max_in_flight_bytes / 1024).max(1024).to_string());
+        cfg.set("message.max.bytes", MAX_RECORD_BYTES.to_string());
+        cfg.set("queue.buffering.max.kbytes", ((max_in_flight_bytes + MAX_RECORD_BYTES) / 1024).to_string());
         cfg.set("queue.buffering.max.messages", "1000000");
         cfg.set("statistics.interval.ms", "5000");
         for (k, v) in &self.settings.producer {
             cfg.set(k, v);
         }
         cfg.set("enable.idempotence", "true");
+        cfg.set("enable.gapless.guarantee", "true");
         cfg.set("acks", "all");
-        cfg.set("message.timeout.ms", "0");
+        cfg.set("message.timeout.ms", message_timeout.as_millis().to_string());
+        cfg
+    }
+
+    /// A producer for strait's own small records (`role`: the offset map, checkpoints and
+    /// heartbeats): a queue of its own, so a full data queue never delays progress
+    /// records, and a fatal data-producer error still lets the final progress be stored.
+    pub fn small_producer_config(&self, role: &str, message_timeout: Duration) -> ClientConfig {
+        let mut cfg = self.base_config(role);
+        cfg.set("linger.ms", "5");
+        cfg.set("queue.buffering.max.kbytes", "16384");
+        for (k, v) in &self.settings.producer {
+            cfg.set(k, v);
+        }
+        cfg.set("client.id", format!("strait-{role}-{}", self.alias));
+        cfg.set("enable.idempotence", "true");
+        cfg.set("acks", "all");
+        cfg.set("message.timeout.ms", message_timeout.as_millis().to_string());
         cfg
     }
 
@@ -240,12 +289,14 @@ mod tests {
         let mut settings: ClusterConfig = serde_json::from_str(r#"{"bootstrap":"h:1"}"#).unwrap();
         settings.producer.insert("linger.ms".into(), "50".into());
         let c = Cluster::new("a", &settings);
-        let p = c.producer_config(64 << 20);
+        let p = c.producer_config(64 << 20, c.message_timeout());
         assert_eq!(p.get("linger.ms"), Some("50"));
         assert_eq!(p.get("acks"), Some("all"));
-        assert_eq!(p.get("queue.buffering.max.kbytes"), Some("65536"));
+        assert_eq!(p.get("enable.gapless.guarantee"), Some("true"));
+        assert_eq!(p.get("message.timeout.ms"), Some("40500"), "below the 45 s session timeout");
         let k = c.consumer_config("g");
         assert_eq!(k.get("isolation.level"), Some("read_committed"));
         assert_eq!(k.get("enable.auto.commit"), Some("false"));
+        assert_eq!(k.get("auto.offset.reset"), Some("error"));
     }
 }

@@ -201,6 +201,8 @@ const PROTECTED_PROPERTIES: &[(&str, &str)] = &[
     ("message.timeout.ms", "strait retries until the target accepts; records never expire"),
     ("delivery.timeout.ms", "strait retries until the target accepts; records never expire"),
     ("partition.assignment.strategy", "strait uses cooperative-sticky to drain on revoke"),
+    ("auto.offset.reset", "strait assigns explicit positions and counts records lost to retention instead of jumping"),
+    ("enable.gapless.guarantee", "strait needs it so that nothing after a refused record reaches the target"),
 ];
 
 impl Config {

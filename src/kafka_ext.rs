@@ -272,3 +272,76 @@ pub fn alter_group_offsets<C: ClientContext>(
     }
     Ok(())
 }
+
+/// Whether the consumer's last revocation was a *lost* assignment: the group evicted
+/// this member (its session timed out, e.g. after a long pause or a network partition
+/// from the source), so another member may already own the partitions. rdkafka 0.39
+/// does not expose `rd_kafka_assignment_lost`.
+pub fn assignment_lost<C: ClientContext>(client: &Client<C>) -> bool {
+    // SAFETY: the client is live for the duration of the borrow.
+    unsafe { sys::rd_kafka_assignment_lost(client.native_ptr()) != 0 }
+}
+
+/// The low and high watermarks librdkafka last saw for a partition (from fetch
+/// responses), without a request. None until a fetch has returned them.
+pub fn cached_watermarks<C: ClientContext>(client: &Client<C>, topic: &str, partition: i32) -> Option<(i64, i64)> {
+    let name = cstring(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client is live; the out-parameters are valid for the call.
+    let code = unsafe {
+        sys::rd_kafka_get_watermark_offsets(client.native_ptr(), name.as_ptr(), partition, &mut low, &mut high)
+    };
+    (code == RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some((low, high))
+}
+
+/// A topic's id (Kafka's topic UUID, 16 bytes). Deleting and recreating a topic under
+/// the same name gives it a new id, which is how strait tells a recreated target topic
+/// from the one it mirrored into.
+pub type TopicId = [u8; 16];
+
+/// Describes `topics` (DescribeTopics) and returns the id of each that exists.
+pub fn topic_ids<C: ClientContext>(
+    client: &Client<C>,
+    topics: &[String],
+    timeout: Duration,
+) -> Result<std::collections::HashMap<String, TopicId>, AdminError> {
+    let mut out = std::collections::HashMap::new();
+    if topics.is_empty() {
+        return Ok(out);
+    }
+    let names = topics.iter().map(|t| cstring(t)).collect::<Result<Vec<_>, _>>()?;
+    let mut pointers: Vec<*const std::os::raw::c_char> = names.iter().map(|n| n.as_ptr()).collect();
+    let request = Request::new(client, RDKafkaAdminOp::RD_KAFKA_ADMIN_OP_DESCRIBETOPICS, timeout)?;
+    // SAFETY: the collection copies the names and is destroyed right after the call,
+    // which copies it in turn.
+    unsafe {
+        let collection = sys::rd_kafka_TopicCollection_of_topic_names(pointers.as_mut_ptr(), pointers.len());
+        sys::rd_kafka_DescribeTopics(client.native_ptr(), collection, request.options, request.queue);
+        sys::rd_kafka_TopicCollection_destroy(collection);
+    }
+    let event = request.wait(timeout)?;
+    // SAFETY: the result and its descriptions are owned by the event, alive in this block.
+    unsafe {
+        let result = sys::rd_kafka_event_DescribeTopics_result(event.0);
+        if result.is_null() {
+            return Err(AdminError("unexpected admin result type".into()));
+        }
+        let mut count = 0usize;
+        let descriptions = sys::rd_kafka_DescribeTopics_result_topics(result, &mut count);
+        for i in 0..count {
+            let d = *descriptions.add(i);
+            if !sys::rd_kafka_TopicDescription_error(d).is_null() {
+                continue; // unknown topic: no id
+            }
+            let id = sys::rd_kafka_TopicDescription_topic_id(d);
+            if id.is_null() {
+                continue;
+            }
+            let mut bytes = [0u8; 16];
+            bytes[..8].copy_from_slice(&sys::rd_kafka_Uuid_most_significant_bits(id).to_be_bytes());
+            bytes[8..].copy_from_slice(&sys::rd_kafka_Uuid_least_significant_bits(id).to_be_bytes());
+            out.insert(text(sys::rd_kafka_TopicDescription_name(d)), bytes);
+        }
+    }
+    Ok(out)
+}

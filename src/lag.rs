@@ -134,6 +134,7 @@ pub fn start(
                 if let Some(age) = heartbeat_age {
                     metrics::heartbeat_age(&shared.name, age);
                 }
+                metrics::in_flight(&shared.name, shared.budget.in_flight(), shared.budget.limit());
                 let acked = shared.acked_records.load(Ordering::Relaxed);
                 let rate = (acked - last_acked) as f64 / last_tick.elapsed().as_secs_f64().max(0.001);
                 last_acked = acked;

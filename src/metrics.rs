@@ -35,6 +35,12 @@ pub const KAFKA_QUEUE_BYTES: &str = "strait_kafka_queue_bytes";
 pub const OFFSET_MAP_RECORDS_TOTAL: &str = "strait_offset_map_records_total";
 pub const OFFSET_MAP_WRITE_SECONDS: &str = "strait_offset_map_write_seconds";
 pub const OFFSET_MAP_SEGMENTS: &str = "strait_offset_map_segments";
+pub const SOURCE_RECORDS_LOST_TOTAL: &str = "strait_source_records_lost_total";
+pub const FETCH_PAUSES_TOTAL: &str = "strait_fetch_pauses_total";
+pub const RESENDS_TOTAL: &str = "strait_resends_total";
+pub const PARTITIONS_LOST_TOTAL: &str = "strait_partitions_lost_total";
+pub const IN_FLIGHT_BYTES: &str = "strait_in_flight_bytes";
+pub const IN_FLIGHT_LIMIT_BYTES: &str = "strait_in_flight_limit_bytes";
 pub const PROCESS_CPU_SECONDS_TOTAL: &str = "process_cpu_seconds_total";
 pub const PROCESS_RESIDENT_MEMORY_BYTES: &str = "process_resident_memory_bytes";
 
@@ -111,6 +117,36 @@ fn describe() {
         "Time the data-path thread spent per commit round preparing and handing offset-map records to the producer."
     );
     describe_gauge!(OFFSET_MAP_SEGMENTS, "Segments stored in the flow's offset map after pruning.");
+    describe_counter!(
+        SOURCE_RECORDS_LOST_TOTAL,
+        "Source records removed by retention before strait mirrored them (they cannot reach the target; \
+         an error log names the range)."
+    );
+    describe_counter!(
+        FETCH_PAUSES_TOTAL,
+        "Times fetching was paused because the target acknowledged nothing for a while (each pause drops \
+         prefetched data)."
+    );
+    describe_counter!(
+        RESENDS_TOTAL,
+        "Times the flow re-sent its partitions from the last acknowledged positions because a record timed \
+         out or was purged on its way to the target."
+    );
+    describe_counter!(
+        PARTITIONS_LOST_TOTAL,
+        "Partitions this instance lost without handing them over (the source group evicted it: a pause or \
+         network partition longer than the session timeout)."
+    );
+    describe_gauge!(
+        IN_FLIGHT_BYTES,
+        Unit::Bytes,
+        "Record bytes handed to the target producer and not yet acknowledged."
+    );
+    describe_gauge!(
+        IN_FLIGHT_LIMIT_BYTES,
+        Unit::Bytes,
+        "The current in-flight bound: about two seconds of the target's recent throughput, at most max_in_flight_bytes."
+    );
     describe_counter!(PROCESS_CPU_SECONDS_TOTAL, Unit::Seconds, "CPU time used by the strait process.");
     describe_gauge!(PROCESS_RESIDENT_MEMORY_BYTES, Unit::Bytes, "Resident memory of the strait process.");
 }
@@ -151,6 +187,9 @@ pub fn flow_started(flow: &str) {
     for kind in ERROR_KINDS {
         counter!(ERRORS_TOTAL, "flow" => flow.to_string(), "kind" => *kind).increment(0);
     }
+    counter!(FETCH_PAUSES_TOTAL, "flow" => flow.to_string()).increment(0);
+    counter!(RESENDS_TOTAL, "flow" => flow.to_string()).increment(0);
+    counter!(PARTITIONS_LOST_TOTAL, "flow" => flow.to_string()).increment(0);
     flow_up(flow, true);
     flow_paused(flow, false);
 }
@@ -161,6 +200,27 @@ pub fn source_error(flow: &str) {
 
 pub fn error(flow: &str, kind: &'static str) {
     counter!(ERRORS_TOTAL, "flow" => flow.to_string(), "kind" => kind).increment(1);
+}
+
+pub fn source_records_lost(flow: &str, topic: &str, records: u64) {
+    counter!(SOURCE_RECORDS_LOST_TOTAL, "flow" => flow.to_string(), "topic" => topic.to_string()).increment(records);
+}
+
+pub fn fetch_paused(flow: &str) {
+    counter!(FETCH_PAUSES_TOTAL, "flow" => flow.to_string()).increment(1);
+}
+
+pub fn resend(flow: &str) {
+    counter!(RESENDS_TOTAL, "flow" => flow.to_string()).increment(1);
+}
+
+pub fn partitions_lost(flow: &str, partitions: usize) {
+    counter!(PARTITIONS_LOST_TOTAL, "flow" => flow.to_string()).increment(partitions as u64);
+}
+
+pub fn in_flight(flow: &str, bytes: u64, limit: u64) {
+    gauge!(IN_FLIGHT_BYTES, "flow" => flow.to_string()).set(bytes as f64);
+    gauge!(IN_FLIGHT_LIMIT_BYTES, "flow" => flow.to_string()).set(limit as f64);
 }
 
 pub fn flow_up(flow: &str, up: bool) {

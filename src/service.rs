@@ -97,6 +97,7 @@ pub async fn run(config: Config, shutdown_tx: watch::Sender<bool>) -> Result<(),
         flows.push((flow.name(), handle, up));
     }
 
+    let upkeep = prometheus.clone();
     let state = Arc::new(AdminState { metrics: prometheus, flows: views });
     let admin = tokio::spawn(admin_http::serve(listener, state, shutdown_tx.subscribe()));
     let process_metrics = tokio::spawn({
@@ -104,6 +105,11 @@ pub async fn run(config: Config, shutdown_tx: watch::Sender<bool>) -> Result<(),
         async move {
             loop {
                 metrics::process();
+                // Histogram samples are kept until drained; without a scrape nothing
+                // drains them, so drain them here (memory stays bounded).
+                if let Some(handle) = &upkeep {
+                    handle.run_upkeep();
+                }
                 tokio::select! {
                     _ = shutdown.wait_for(|stop| *stop) => return,
                     _ = tokio::time::sleep(Duration::from_secs(2)) => {}
