@@ -6,6 +6,7 @@
 //! Each instance checkpoints only the partitions it mirrors, so instances sharing a
 //! flow never write conflicting checkpoints.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -21,7 +22,7 @@ use crate::kafka_ext::{self, GroupOffset};
 use crate::metrics;
 use crate::mirror::FlowShared;
 use crate::naming::TopicSelector;
-use crate::offset_map::{FlowMap, MapReader, Translation};
+use crate::offset_map::{FlowMap, MapReader, PartitionMap, Translation};
 use crate::topic_sync::{checkpoints_topic, Routes, HEARTBEATS_TOPIC};
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -51,34 +52,97 @@ pub struct TranslatedOffset {
     pub note: &'static str,
 }
 
+/// Lookups one translation round shares across groups: source log starts, target
+/// ends, and resolved partition maps, each read at most once per round.
+pub struct Round<'a> {
+    map: &'a FlowMap,
+    source_meta: Option<&'a rdkafka::consumer::BaseConsumer>,
+    target_meta: &'a rdkafka::consumer::BaseConsumer,
+    source_starts: RefCell<HashMap<(String, i32), Option<i64>>>,
+    target_ends: RefCell<HashMap<(String, i32), Option<i64>>>,
+    resolved: RefCell<HashMap<(String, i32), std::rc::Rc<PartitionMap>>>,
+}
+
+impl<'a> Round<'a> {
+    /// `source_meta` is None when the source is unreachable (a source-less failover):
+    /// positions are then translated without knowing the source's log start.
+    pub fn new(
+        map: &'a FlowMap,
+        source_meta: Option<&'a rdkafka::consumer::BaseConsumer>,
+        target_meta: &'a rdkafka::consumer::BaseConsumer,
+    ) -> Round<'a> {
+        Round {
+            map,
+            source_meta,
+            target_meta,
+            source_starts: RefCell::default(),
+            target_ends: RefCell::default(),
+            resolved: RefCell::default(),
+        }
+    }
+
+    fn source_start(&self, topic: &str, partition: i32) -> Option<i64> {
+        let meta = self.source_meta?;
+        *self
+            .source_starts
+            .borrow_mut()
+            .entry((topic.to_string(), partition))
+            .or_insert_with(|| meta.fetch_watermarks(topic, partition, REQUEST_TIMEOUT).ok().map(|w| w.0))
+    }
+
+    fn target_end(&self, topic: &str, partition: i32) -> Option<i64> {
+        *self
+            .target_ends
+            .borrow_mut()
+            .entry((topic.to_string(), partition))
+            .or_insert_with(|| self.target_meta.fetch_watermarks(topic, partition, REQUEST_TIMEOUT).ok().map(|w| w.1))
+    }
+
+    fn resolved(&self, topic: &str, partition: i32) -> std::rc::Rc<PartitionMap> {
+        self.resolved
+            .borrow_mut()
+            .entry((topic.to_string(), partition))
+            .or_insert_with(|| std::rc::Rc::new(self.map.partition(topic, partition)))
+            .clone()
+    }
+
+    /// Translates one committed position, or says why it cannot be.
+    fn translate(
+        &self,
+        source_topic: &str,
+        target_topic: &str,
+        partition: i32,
+        upstream: i64,
+    ) -> (Option<i64>, &'static str) {
+        // A target partition that ends below what strait wrote there lost records (it
+        // was deleted and recreated): no position in it can be trusted.
+        if let Some(latest) = self.map.latest_frontier(source_topic, partition) {
+            if self.target_end(target_topic, partition).is_some_and(|end| end < latest.frontier.next_downstream) {
+                return (None, "target lost records (see strait recopy)");
+            }
+        }
+        // Without the source, assume records below the map are gone there too: the
+        // group continues with the first record that was mirrored.
+        let log_start = self.source_start(source_topic, partition).unwrap_or(i64::MAX);
+        match self.resolved(source_topic, partition).translate(upstream, log_start) {
+            Translation::Exact(d) => (Some(d), "exact"),
+            Translation::AtEnd(Some(d)) => (Some(d), "exact (at end)"),
+            Translation::AtEnd(None) => (None, "not yet mirrored"),
+            Translation::NotYetMirrored { .. } => (None, "not yet mirrored"),
+            Translation::OlderThanMap { .. } => (None, "older than the offset map"),
+        }
+    }
+}
+
 /// Translates a group's committed source offsets for the topics this flow mirrors.
-/// The clients answer a source partition's first offset (to tell positions older than
-/// the map) and a target partition's end (when the map knows no next offset yet).
-pub fn translate_group(
-    flow: &FlowConfig,
-    map: &FlowMap,
-    offsets: &[GroupOffset],
-    source_meta: &rdkafka::consumer::BaseConsumer,
-    target_meta: &rdkafka::consumer::BaseConsumer,
-) -> Vec<TranslatedOffset> {
-    let source_start =
-        |topic: &str, partition| source_meta.fetch_watermarks(topic, partition, REQUEST_TIMEOUT).ok().map(|w| w.0);
-    let target_end =
-        |topic: &str, partition| target_meta.fetch_watermarks(topic, partition, REQUEST_TIMEOUT).ok().map(|w| w.1);
+pub fn translate_group(flow: &FlowConfig, round: &Round<'_>, offsets: &[GroupOffset]) -> Vec<TranslatedOffset> {
     let selector = TopicSelector::new(flow);
     let mut out: Vec<TranslatedOffset> = offsets
         .iter()
         .filter(|o| selector.select(&o.topic).is_ok())
         .map(|o| {
             let target_topic = selector.target_topic(&o.topic);
-            let log_start = source_start(&o.topic, o.partition).unwrap_or(0);
-            let (downstream, note) = match map.partition(&o.topic, o.partition).translate(o.offset, log_start) {
-                Translation::Exact(d) => (Some(d), "exact"),
-                Translation::AtEnd(Some(d)) => (Some(d), "exact (at end)"),
-                Translation::AtEnd(None) => (target_end(&target_topic, o.partition), "exact (at end)"),
-                Translation::NotYetMirrored { .. } => (None, "not yet mirrored"),
-                Translation::OlderThanMap { .. } => (None, "older than the offset map"),
-            };
+            let (downstream, note) = round.translate(&o.topic, &target_topic, o.partition, o.offset);
             TranslatedOffset {
                 source_topic: o.topic.clone(),
                 target_topic,
@@ -134,6 +198,30 @@ pub mod mm2 {
         out.extend_from_slice(&0i16.to_be_bytes());
         out.extend_from_slice(&timestamp_ms.to_be_bytes());
         out
+    }
+
+    fn read_string(input: &mut &[u8]) -> Option<String> {
+        let len = i16::from_be_bytes(input.get(..2)?.try_into().ok()?);
+        let len = usize::try_from(len).ok()?;
+        let text = std::str::from_utf8(input.get(2..2 + len)?).ok()?.to_string();
+        *input = &input[2 + len..];
+        Some(text)
+    }
+
+    /// Decodes a checkpoint key into (group, target topic, partition).
+    pub fn decode_checkpoint_key(key: &[u8]) -> Option<(String, String, i32)> {
+        let mut rest = key;
+        let group = read_string(&mut rest)?;
+        let topic = read_string(&mut rest)?;
+        let partition = i32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
+        Some((group, topic, partition))
+    }
+
+    /// Decodes a checkpoint value into (upstream, downstream).
+    pub fn decode_checkpoint_value(value: &[u8]) -> Option<(i64, i64)> {
+        let upstream = i64::from_be_bytes(value.get(2..10)?.try_into().ok()?);
+        let downstream = i64::from_be_bytes(value.get(10..18)?.try_into().ok()?);
+        Some((upstream, downstream))
     }
 
     /// Decodes a heartbeat value into its timestamp.
@@ -201,7 +289,7 @@ impl Checkpointer {
         routes: watch::Receiver<Routes>,
     ) -> Result<Checkpointer, ClusterError> {
         let producer = |c: &Cluster| -> Result<ThreadedProducer<DefaultProducerContext>, ClusterError> {
-            c.producer_config(8 << 20)
+            c.small_producer_config("checkpoints", Duration::from_secs(30))
                 .create()
                 .map_err(|e| ClusterError::Client { alias: c.alias.clone(), reason: e.to_string() })
         };
@@ -265,17 +353,17 @@ impl Checkpointer {
         let topic = crate::offset_map::map_topic(&self.flow.source);
         let mut tombstones = Vec::new();
         for (source_topic, partition) in reader.map.partitions() {
-            if !self.shared.owns(source_topic, *partition) {
+            if !self.shared.owns(&source_topic, partition) {
                 continue;
             }
-            let Ok((log_start, _)) = self.source_meta.fetch_watermarks(source_topic, *partition, REQUEST_TIMEOUT)
+            let Ok((log_start, _)) = self.source_meta.fetch_watermarks(&source_topic, partition, REQUEST_TIMEOUT)
             else {
                 continue;
             };
-            tombstones.extend(reader.map.prunable(source_topic, *partition, log_start));
+            tombstones.extend(reader.map.prunable(&source_topic, partition, log_start));
         }
         for key in &tombstones {
-            let record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&topic).partition(0).key(key.as_bytes());
+            let record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&topic).partition(0).key(key.as_slice());
             if let Err((e, _)) = self.target_producer.send(record) {
                 tracing::warn!(flow = %self.name, "pruning the offset map: {e}");
                 return;
@@ -316,7 +404,7 @@ impl Checkpointer {
 
     fn checkpoint(&mut self) -> Result<(), ClusterError> {
         if self.reader.is_none() {
-            self.reader = Some(MapReader::new(&self.target, &self.flow.source)?);
+            self.reader = Some(MapReader::new(&self.target, &self.flow)?);
         }
         let reader = self.reader.as_mut().expect("just set");
         reader.catch_up(&self.target, REQUEST_TIMEOUT)?;
@@ -333,6 +421,7 @@ impl Checkpointer {
         let names: Vec<String> =
             groups.groups().iter().map(|g| g.name().to_string()).filter(|g| self.flow.selects_group(g)).collect();
         let mut per_group = Vec::new();
+        let round = Round::new(&reader.map, Some(&self.source_meta), &self.target_meta);
         for group in names {
             // One group strait cannot read (say, not authorized) must not stop the others.
             let offsets = match kafka_ext::list_group_offsets(self.source_admin.inner(), &group, GROUP_REQUEST_TIMEOUT)
@@ -351,9 +440,10 @@ impl Checkpointer {
             if owned.is_empty() {
                 continue;
             }
-            let translated = translate_group(&self.flow, &reader.map, &owned, &self.source_meta, &self.target_meta);
+            let translated = translate_group(&self.flow, &round, &owned);
             per_group.push((group, translated));
         }
+        drop(round);
         // Group requests to the target wait out outages (GROUP_REQUEST_TIMEOUT); do not
         // start them when the target just failed to answer a metadata request.
         let map_topic = crate::offset_map::map_topic(&self.flow.source);
@@ -489,5 +579,10 @@ mod tests {
         let v = mm2::checkpoint_value(10, 7, "");
         assert_eq!(v, [&[0, 0][..], &10i64.to_be_bytes(), &7i64.to_be_bytes(), &[0, 0]].concat());
         assert_eq!(mm2::heartbeat_timestamp(&mm2::heartbeat_value(1234)), Some(1234));
+        assert_eq!(
+            mm2::decode_checkpoint_key(&mm2::checkpoint_key("g", "us-east.t", 3)),
+            Some(("g".into(), "us-east.t".into(), 3))
+        );
+        assert_eq!(mm2::decode_checkpoint_value(&v), Some((10, 7)));
     }
 }

@@ -15,6 +15,7 @@
 //! - [`offset_map`]: where each mirrored record's copy is; exact translation.
 //! - [`checkpoint`]: group checkpoints (MM2 format), group offset sync, heartbeats.
 //! - [`failover`]: `offsets translate`, `failover`, `failback`.
+//! - [`recopy`]: `strait recopy`, copying a topic again after its target copy was lost.
 //! - [`lag`]: lag in records and seconds per partition, on an interval.
 //! - [`metrics`]: every exported metric.
 //! - [`admin_http`]: `/metrics`, `/healthz`, `/readyz`, `/status`.
@@ -31,6 +32,7 @@ pub mod metrics;
 pub mod mirror;
 pub mod naming;
 pub mod offset_map;
+pub mod recopy;
 pub mod service;
 pub mod status;
 pub mod topic_sync;

@@ -67,6 +67,18 @@ enum Command {
         #[command(flatten)]
         group: GroupArgs,
     },
+    /// Copy a topic again from the source's log start (after its target copy lost records).
+    /// Deletes the target topic and the topic's offset map; stop strait first.
+    Recopy {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The flow, as `source->target` (e.g. us-east->eu-west).
+        #[arg(long)]
+        flow: String,
+        /// The source topic.
+        #[arg(long)]
+        topic: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -103,7 +115,8 @@ fn main() -> ExitCode {
         Command::Check { config, .. }
         | Command::Plan { config }
         | Command::Run { config }
-        | Command::Status { config, .. } => config.clone(),
+        | Command::Status { config, .. }
+        | Command::Recopy { config, .. } => config.clone(),
         Command::Offsets { command: OffsetsCommand::Translate { group } }
         | Command::Failover { group, .. }
         | Command::Failback { group } => group.config.clone(),
@@ -155,6 +168,18 @@ fn main() -> ExitCode {
         }),
         Command::Failback { group } => {
             with_flow(&config, &group, |ctx, out| ctx.failback(&group.group, out).map(|_| ()))
+        }
+        Command::Recopy { flow, topic, .. } => {
+            let result = strait::failover::FlowContext::find(&config, &flow)
+                .map_err(strait::recopy::RecopyError::from)
+                .and_then(|ctx| strait::recopy::recopy(&ctx, &topic, &mut std::io::stdout()));
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+            }
         }
     }
 }

@@ -43,7 +43,7 @@ pub fn direct(config: &Config) -> Vec<FlowStatus> {
             let source = Cluster::new(&flow.source, config.cluster(&flow.source));
             let target = Cluster::new(&flow.target, config.cluster(&flow.target));
             let mut status = FlowStatus { flow: flow.name(), state: "direct".into(), ..Default::default() };
-            let (Ok(meta), Ok(reader)) = (source.metadata_client(), MapReader::new(&target, &flow.source)) else {
+            let (Ok(meta), Ok(reader)) = (source.metadata_client(), MapReader::new(&target, flow)) else {
                 status.last_error = Some("cannot create Kafka clients".into());
                 return status;
             };

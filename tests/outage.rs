@@ -1,12 +1,31 @@
-//! A target region outage, for real: eu-west is stopped and restarted. This binary holds
-//! one test so that nothing else runs while a cluster is down (cargo runs test binaries
-//! one after another).
+//! Region outages, for real: a cluster is stopped and restarted. The tests of this binary
+//! take turns (`ONE_OUTAGE_AT_A_TIME`), and cargo runs test binaries one after another,
+//! so nothing else runs while a cluster is down.
 
 mod common;
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::*;
+
+static ONE_OUTAGE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn outage_slot() -> std::sync::MutexGuard<'static, ()> {
+    ONE_OUTAGE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Brings us-east back even when an assertion fails.
+struct RestoreUsEast;
+
+impl Drop for RestoreUsEast {
+    fn drop(&mut self) {
+        let out = testbed_cmd(&["up", "us-east"]);
+        if !out.status.success() {
+            eprintln!("could not restart us-east: {}", stderr(&out));
+        }
+    }
+}
 
 /// Brings eu-west back even when an assertion fails, so later test binaries find it up.
 struct RestoreEuWest;
@@ -31,6 +50,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 #[test]
 fn target_outage_pauses_then_recovers_without_loss() {
+    let _slot = outage_slot();
     testbed();
     let topic = unique("outage");
     create_topic(us_east(), &topic, 3, &[]);
@@ -101,4 +121,63 @@ fn target_outage_pauses_then_recovers_without_loss() {
 
 fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// Defect 7: the source region is gone for good. `strait failover` still moves a group,
+/// from the last checkpoints already on the target, and says what may be missing (the
+/// RPO per partition); the group then reads on the target exactly where it stopped.
+#[test]
+fn failover_works_with_the_source_region_gone() {
+    let _slot = outage_slot();
+    testbed();
+    let topic = unique("srcdown");
+    create_topic(us_east(), &topic, 2, &[]);
+    let recs: Vec<Rec> = (0..2_000).map(|i| Rec::keyed(i % 2, &format!("k{i}"), &format!("v{i}"), now())).collect();
+    produce(us_east(), &topic, &recs);
+    let cfg = config_with_flows(&format!(
+        "{}checkpoint_interval_ms = 500\n",
+        flow("us-east", "eu-west", &topic, "prefix", &unique("strait"))
+    ));
+    let (_dir, path) = write_config(&cfg);
+    let target_topic = format!("us-east.{topic}");
+    let _strait = Strait::start(&path);
+    wait_for_count(eu_west(), &target_topic, recs.len(), Duration::from_secs(60));
+    let group = unique("app");
+    let read_source = consume_as_group(us_east(), &topic, &group, 700);
+    assert_eq!(read_source.values().map(Vec::len).sum::<usize>(), 700);
+    // Let a checkpoint round carry the group's position to eu-west.
+    wait_for("the group's checkpoint", Duration::from_secs(60), || {
+        let out = strait(&[
+            "offsets",
+            "translate",
+            "--config",
+            path.to_str().unwrap(),
+            "--flow",
+            "us-east->eu-west",
+            "--group",
+            &group,
+        ]);
+        (stdout(&out).matches("exact").count() == 2).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+
+    let _restore = RestoreUsEast;
+    let out = testbed_cmd(&["down", "us-east"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out =
+        strait(&["failover", "--config", path.to_str().unwrap(), "--flow", "us-east->eu-west", "--group", &group]);
+    assert!(out.status.success(), "failover without the source failed:\n{}{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("us-east is unreachable"), "{text}");
+    assert!(text.contains("RPO"), "the output must state what may be missing:\n{text}");
+    let read_target = consume_as_group(eu_west(), &target_topic, &group, usize::MAX);
+    let mut union = read_source.clone();
+    for (p, values) in read_target {
+        union.entry(p).or_default().extend(values);
+    }
+    let mut expected: std::collections::BTreeMap<i32, Vec<String>> = std::collections::BTreeMap::new();
+    for r in &recs {
+        expected.entry(r.partition).or_default().push(String::from_utf8(r.value.clone().unwrap()).unwrap());
+    }
+    assert_eq!(union, expected, "source reads then target reads must be the source sequence exactly");
 }
