@@ -381,3 +381,175 @@ pub fn metric(admin: &str, name: &str) -> Option<f64> {
         .find(|l| l.starts_with(name))
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
+
+impl Strait {
+    /// Waits up to `timeout` for the process to exit on its own.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+
+    /// Freezes the process (SIGSTOP), as a long GC pause or a hung VM would.
+    pub fn freeze(&self) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGSTOP) };
+    }
+
+    pub fn thaw(&self) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGCONT) };
+    }
+}
+
+/// Current time in Unix milliseconds.
+pub fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// A free local TCP port (for admin endpoints and extra clusters).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Every committed record of one partition with its offset: (offset, key, value).
+pub fn read_partition(bootstrap: &str, topic: &str, partition: i32) -> Vec<(i64, Option<Vec<u8>>, Option<Vec<u8>>)> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .set("fetch.max.bytes", "52428800")
+        .set("max.partition.fetch.bytes", "20000000")
+        .create()
+        .unwrap();
+    let (lo, hi) = c.fetch_watermarks(topic, partition, Duration::from_secs(10)).unwrap();
+    let mut out = Vec::new();
+    if hi <= lo {
+        return out;
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Beginning).unwrap();
+    c.assign(&tpl).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(Instant::now() < deadline, "timed out reading {topic}[{partition}]");
+        match c.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => out.push((m.offset(), m.key().map(<[u8]>::to_vec), m.payload().map(<[u8]>::to_vec))),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return out,
+            Some(Err(e)) => panic!("reading {topic}[{partition}]: {e}"),
+            None => {}
+        }
+    }
+}
+
+/// A `Cluster` handle for the library API (offset map, translation) in tests.
+pub fn cluster(alias: &str, bootstrap: &str) -> strait::cluster::Cluster {
+    let settings: strait::config::ClusterConfig =
+        serde_json::from_value(serde_json::json!({ "bootstrap": bootstrap })).unwrap();
+    strait::cluster::Cluster::new(alias, &settings)
+}
+
+/// Checks, for every source position of one partition, that the offset map translates
+/// it exactly: a consumer that read the source up to `U` and continues on the target at
+/// the translated offset reads every later source record and no earlier one. Source
+/// and target records are matched by value (tests write unique values). Returns the
+/// number of positions checked.
+pub fn assert_translation_exact(source_topic: &str, target_topic: &str, partition: i32) -> usize {
+    use strait::offset_map::{MapReader, Translation};
+    let source = read_partition(us_east(), source_topic, partition);
+    let target = read_partition(eu_west(), target_topic, partition);
+    let flow: strait::config::FlowConfig =
+        serde_json::from_value(serde_json::json!({"source": "us-east", "target": "eu-west", "topics": [".*"]}))
+            .unwrap();
+    let mut reader = MapReader::new(&cluster("eu-west", eu_west()), &flow).unwrap();
+    reader.catch_up(&cluster("eu-west", eu_west()), Duration::from_secs(30)).unwrap();
+    let map = reader.map.partition(source_topic, partition);
+    let index_of: std::collections::HashMap<&[u8], usize> =
+        source.iter().enumerate().map(|(i, r)| (r.2.as_deref().unwrap(), i)).collect();
+    // Per target position: which source record (index) it copies.
+    let copies: Vec<usize> = target
+        .iter()
+        .map(|t| *index_of.get(t.2.as_deref().unwrap()).unwrap_or_else(|| panic!("target record not from the source")))
+        .collect();
+    // suffix_min[i]: the smallest source index copied at target position >= i.
+    let mut suffix_min = vec![usize::MAX; copies.len() + 1];
+    for i in (0..copies.len()).rev() {
+        suffix_min[i] = suffix_min[i + 1].min(copies[i]);
+    }
+    // last_copy[s]: the last target position holding a copy of source record s.
+    let mut last_copy = vec![None; source.len()];
+    for (pos, s) in copies.iter().enumerate() {
+        last_copy[*s] = Some(pos);
+    }
+    // from_min[s]: the smallest "last copy position" over source records >= s.
+    let mut from_min = vec![usize::MAX; source.len() + 1];
+    for s in (0..source.len()).rev() {
+        let last =
+            last_copy[s].unwrap_or_else(|| panic!("{source_topic}[{partition}]: source record {s} was never mirrored"));
+        from_min[s] = from_min[s + 1].min(last);
+    }
+    let end = source.last().map_or(0, |r| r.0 + 1);
+    let mut checked = 0;
+    for upstream in 0..=end {
+        let downstream = match map.translate(upstream, 0) {
+            Translation::Exact(d) | Translation::AtEnd(Some(d)) => d,
+            other => panic!("{source_topic}[{partition}]@{upstream}: no exact translation: {other:?}"),
+        };
+        // The first source record at or after `upstream`, and the first target position
+        // at or after `downstream`.
+        let first_source = source.partition_point(|r| r.0 < upstream);
+        let first_target = target.partition_point(|t| t.0 < downstream);
+        assert!(
+            from_min[first_source] == usize::MAX || from_min[first_source] >= first_target,
+            "{source_topic}[{partition}]: a group at {upstream} moved to {downstream} would skip records"
+        );
+        assert!(
+            suffix_min[first_target] == usize::MAX || suffix_min[first_target] >= first_source,
+            "{source_topic}[{partition}]: a group at {upstream} moved to {downstream} would re-read records"
+        );
+        checked += 1;
+    }
+    checked
+}
+
+/// Consumes up to `max` records of `topic` as member of `group` (from the group's
+/// committed position, or the beginning), commits exactly after the last one read, and
+/// leaves the group. Returns the values read per partition.
+pub fn consume_as_group(bootstrap: &str, topic: &str, group: &str, max: usize) -> BTreeMap<i32, Vec<String>> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    c.subscribe(&[topic]).unwrap();
+    let mut out: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+    let mut read = 0;
+    let mut idle_since = Instant::now();
+    while read < max && idle_since.elapsed() < Duration::from_secs(10) {
+        match c.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                out.entry(m.partition())
+                    .or_default()
+                    .push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
+                c.store_offset_from_message(&m).unwrap();
+                read += 1;
+                idle_since = Instant::now();
+            }
+            Some(Err(e)) => panic!("consuming {topic} as {group}: {e}"),
+            None => {}
+        }
+    }
+    if read > 0 {
+        c.commit_consumer_state(rdkafka::consumer::CommitMode::Sync).unwrap();
+    }
+    c.unsubscribe();
+    out
+}
