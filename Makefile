@@ -1,26 +1,33 @@
 # The two commands a new user needs; everything else is in README.md.
 #
-#   make demo   start the local two-region test bed, live traffic on us-east, and strait
-#   make test   fetch Kafka, build, start the test bed, run every default test
+#   make demo   set up the machine, start the local two-region test bed, live traffic
+#               on us-east, and strait
+#   make test   set up the machine, fetch Kafka, build, start the test bed, run every
+#               default test
 #
-# Both work on a fresh clone: Kafka's jars come from Maven Central (cached in
-# deploy/local/.kafka), librdkafka is compiled by the rdkafka crate.
+# Both start with scripts/setup, which installs what is missing (Debian/Ubuntu, as root
+# or with password-less sudo) or prints the command to run. Kafka's jars come from
+# Maven Central (cached in deploy/local/.kafka), librdkafka is compiled by the rdkafka
+# crate.
 
 CARGO ?= cargo
 
-.PHONY: test demo build testbed clean-testbed
+.PHONY: setup test demo build testbed clean-testbed
 
-build:
+setup:
+	scripts/setup
+
+build: setup
 	$(CARGO) build --release --all-targets
 
-testbed:
+testbed: setup
 	deploy/local/testbed fetch
 	deploy/local/testbed up
 
-test: build testbed
+test: setup build testbed
 	$(CARGO) test --release --no-fail-fast
 
-demo:
+demo: setup
 	scripts/demo
 
 clean-testbed:

@@ -4,6 +4,12 @@
 //! Property precedence, lowest first: strait's performance defaults, the cluster's
 //! `client` overrides, the role's `consumer`/`producer` overrides, and last the properties
 //! strait's guarantees depend on (config validation refuses overrides of those).
+//!
+//! The `*_logged` constructors give each client a [`ClientLog`] context, so librdkafka's
+//! lines name the cluster and the client role and are classified by [`crate::logging`].
+//! `admin`, `metadata_client` and `group_client` still hand out rdkafka's default
+//! context for the modules whose types name it (checkpoint, offset map, failover, lag);
+//! their lines go through the same classification, with the cluster unknown.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -11,10 +17,11 @@ use std::time::Duration;
 
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::ClientConfig;
 
 use crate::config::ClusterConfig;
+use crate::logging::ClientLog;
 
 /// The largest record strait mirrors (the producer's `message.max.bytes`).
 pub const MAX_RECORD_BYTES: u64 = 100 << 20;
@@ -143,35 +150,76 @@ impl Cluster {
         cfg
     }
 
-    pub fn admin(&self) -> Result<AdminClient<DefaultClientContext>, ClusterError> {
-        self.base_config("admin")
-            .create()
-            .map_err(|e| ClusterError::Client { alias: self.alias.clone(), reason: e.to_string() })
+    /// The logging context for a client of this cluster in `role` (as in its client.id).
+    pub fn client_log(&self, role: &'static str) -> ClientLog {
+        ClientLog::new(&self.alias, role)
     }
 
-    /// A plain consumer with no group, for metadata and watermark queries.
+    /// An admin client on rdkafka's default context; prefer [`Cluster::admin_logged`].
+    pub fn admin(&self) -> Result<AdminClient<DefaultClientContext>, ClusterError> {
+        self.admin_config().create().map_err(|e| self.client_error(e))
+    }
+
+    /// An admin client whose librdkafka lines name this cluster.
+    pub fn admin_logged(&self) -> Result<AdminClient<ClientLog>, ClusterError> {
+        self.admin_config().create_with_context(self.client_log("admin")).map_err(|e| self.client_error(e))
+    }
+
+    fn admin_config(&self) -> ClientConfig {
+        self.base_config("admin")
+    }
+
+    /// A metadata client on rdkafka's default context; prefer [`Cluster::metadata_client_logged`].
     pub fn metadata_client(&self) -> Result<BaseConsumer, ClusterError> {
+        self.metadata_config().create().map_err(|e| self.client_error(e))
+    }
+
+    /// A plain consumer with no group, for metadata and watermark queries, whose
+    /// librdkafka lines name this cluster.
+    pub fn metadata_client_logged(&self) -> Result<BaseConsumer<ClientLog>, ClusterError> {
+        self.metadata_config().create_with_context(self.client_log("metadata")).map_err(|e| self.client_error(e))
+    }
+
+    fn metadata_config(&self) -> ClientConfig {
         let mut cfg = self.base_config("metadata");
         cfg.set("enable.auto.commit", "false");
         // librdkafka wants a group id even for assign-only reading; this one is never
         // joined or committed to, and `strait.` groups are never checkpointed.
         cfg.set("group.id", "strait.reader");
-        cfg.create().map_err(|e| ClusterError::Client { alias: self.alias.clone(), reason: e.to_string() })
+        cfg
+    }
+
+    /// A group client on rdkafka's default context; prefer [`Cluster::group_client_logged`].
+    pub fn group_client(&self, group: &str) -> Result<BaseConsumer, ClusterError> {
+        self.group_config(group).create().map_err(|e| self.client_error(e))
     }
 
     /// A consumer that carries `group`'s id without ever joining it, to read and commit
     /// the group's offsets through the consumer-group protocol (OffsetFetch and
     /// OffsetCommit), which copes with coordinator loss the way every consumer does.
-    pub fn group_client(&self, group: &str) -> Result<BaseConsumer, ClusterError> {
+    /// Its librdkafka lines name this cluster.
+    pub fn group_client_logged(&self, group: &str) -> Result<BaseConsumer<ClientLog>, ClusterError> {
+        self.group_config(group).create_with_context(self.client_log("groups")).map_err(|e| self.client_error(e))
+    }
+
+    fn group_config(&self, group: &str) -> ClientConfig {
         let mut cfg = self.base_config("groups");
         cfg.set("group.id", group);
         cfg.set("enable.auto.commit", "false");
         cfg.set("enable.auto.offset.store", "false");
-        cfg.create().map_err(|e| ClusterError::Client { alias: self.alias.clone(), reason: e.to_string() })
+        cfg
+    }
+
+    fn client_error(&self, e: rdkafka::error::KafkaError) -> ClusterError {
+        ClusterError::Client { alias: self.alias.clone(), reason: e.to_string() }
     }
 
     /// Lists topics with their partition counts.
-    pub fn topics(&self, client: &BaseConsumer, timeout: Duration) -> Result<Vec<(String, usize)>, ClusterError> {
+    pub fn topics<C: ConsumerContext>(
+        &self,
+        client: &BaseConsumer<C>,
+        timeout: Duration,
+    ) -> Result<Vec<(String, usize)>, ClusterError> {
         let md = client.fetch_metadata(None, timeout).map_err(|e| self.unreachable(e.to_string()))?;
         if md.brokers().is_empty() {
             return Err(self.unreachable("no brokers in metadata".into()));
@@ -189,13 +237,13 @@ impl Cluster {
 
     /// Connects and describes the cluster for `strait check`.
     pub fn probe(&self, timeout: Duration) -> Result<ClusterInfo, ClusterError> {
-        let client = self.metadata_client()?;
+        let client = self.metadata_client_logged()?;
         let md = client.fetch_metadata(None, timeout).map_err(|e| self.unreachable(e.to_string()))?;
         if md.brokers().is_empty() {
             return Err(self.unreachable("metadata lists no brokers".into()));
         }
         let topics = md.topics().iter().map(|t| t.name().to_string()).collect();
-        let api = md.brokers().iter().find_map(|b| api_versions(&b.host(), b.port() as u16, timeout).ok());
+        let api = md.brokers().iter().find_map(|b| api_versions(b.host(), b.port() as u16, timeout).ok());
         Ok(ClusterInfo { brokers: md.brokers().len(), topics, api })
     }
 }

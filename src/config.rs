@@ -15,6 +15,8 @@ use std::time::Duration;
 use regex::Regex;
 use serde::Deserialize;
 
+use crate::logging::LogFormat;
+
 /// Everything that can be wrong with a config file. Each variant names the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -45,6 +47,9 @@ pub struct Config {
     /// `[admin]`: the admin HTTP endpoint (metrics, health, status).
     #[serde(default)]
     pub admin: AdminConfig,
+    /// `[log]`: how strait writes its logs.
+    #[serde(default)]
+    pub log: LogConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -149,6 +154,18 @@ pub struct AdminConfig {
     pub listen: String,
 }
 
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `format`: `"text"` (default; colours only when stderr is a terminal and `NO_COLOR`
+    /// is unset) or `"json"` (one object per line with `timestamp`, `level`, `target`,
+    /// `message` and the event's and spans' fields, for Loki, Elasticsearch or Cloud
+    /// Logging). The `--log-format` flag wins over it. Which lines are logged is chosen
+    /// by the `STRAIT_LOG` environment variable (default `info`), see docs/logging.md.
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
 impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig { listen: default_admin_listen() }
@@ -230,8 +247,8 @@ impl Config {
                 .set_override(key.as_str(), value)
                 .map_err(|e| ConfigError::invalid(format!("env {name}"), e.to_string()))?;
         }
-        let raw = builder.build().map_err(|e| translate_config_error(e))?;
-        let config: Config = raw.try_deserialize().map_err(|e| translate_config_error(e))?;
+        let raw = builder.build().map_err(translate_config_error)?;
+        let config: Config = raw.try_deserialize().map_err(translate_config_error)?;
         config.validate()?;
         Ok(config)
     }
@@ -483,4 +500,28 @@ fn backticked_after<'a>(text: &'a str, marker: &str) -> Option<&'a str> {
     let start = text.find(marker)? + marker.len();
     let end = text[start..].find('`')?;
     Some(&text[start..start + end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "[clusters.a]\nbootstrap = \"h:1\"\n[clusters.b]\nbootstrap = \"h:2\"\n\
+                           [[flows]]\nsource = \"a\"\ntarget = \"b\"\ntopics = [\"t\"]\n";
+
+    #[test]
+    fn log_format_from_file_and_environment() {
+        assert_eq!(Config::parse(MINIMAL, []).unwrap().log.format, LogFormat::Text);
+        let file = format!("{MINIMAL}[log]\nformat = \"json\"\n");
+        assert_eq!(Config::parse(&file, []).unwrap().log.format, LogFormat::Json);
+        let env = [("STRAIT__LOG__FORMAT".to_string(), "json".to_string())];
+        assert_eq!(Config::parse(MINIMAL, env).unwrap().log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn an_unknown_log_format_names_the_key() {
+        let err = Config::parse(&format!("{MINIMAL}[log]\nformat = \"yaml\"\n"), []).unwrap_err().to_string();
+        assert!(err.starts_with("log.format"), "{err}");
+        assert!(err.contains("yaml"), "{err}");
+    }
 }

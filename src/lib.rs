@@ -18,6 +18,7 @@
 //! - [`recopy`]: `strait recopy`, copying a topic again after its target copy was lost.
 //! - [`lag`]: lag in records and seconds per partition, on an interval.
 //! - [`metrics`]: every exported metric.
+//! - [`logging`]: log format (text or JSON) and what librdkafka's log lines mean.
 //! - [`admin_http`]: `/metrics`, `/healthz`, `/readyz`, `/status`.
 
 pub mod admin_http;
@@ -28,6 +29,7 @@ pub mod config;
 pub mod failover;
 pub mod kafka_ext;
 pub mod lag;
+pub mod logging;
 pub mod metrics;
 pub mod mirror;
 pub mod naming;

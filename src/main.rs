@@ -7,12 +7,17 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use strait::config::Config;
+use strait::logging::{self, LogFormat};
 
 #[derive(Parser)]
 #[command(name = "strait", version, about = "Replicates Kafka topics between clusters in different regions")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log format on stderr: text (coloured only on a terminal, NO_COLOR respected) or
+    /// json (one object per line). Default: `[log] format` of the config, else text.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
 }
 
 #[derive(Subcommand)]
@@ -103,13 +108,6 @@ struct GroupArgs {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("STRAIT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,librdkafka=warn,rdkafka=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
     let config_path = match &cli.command {
         Command::Check { config, .. }
@@ -121,10 +119,13 @@ fn main() -> ExitCode {
         | Command::Failover { group, .. }
         | Command::Failback { group } => group.config.clone(),
     };
-    let config = match Config::load(&config_path) {
+    let loaded = Config::load(&config_path);
+    let env_format = std::env::var("STRAIT__LOG__FORMAT").ok();
+    logging::init(LogFormat::choose(cli.log_format, loaded.as_ref().ok().map(|c| c.log.format), env_format.as_deref()));
+    let config = match loaded {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: invalid config {}: {e}", config_path.display());
+            logging::report_error(format_args!("invalid config {}: {e}", config_path.display()));
             return ExitCode::from(2);
         }
     };
@@ -135,7 +136,7 @@ fn main() -> ExitCode {
             if report.unreachable.is_empty() {
                 ExitCode::SUCCESS
             } else {
-                eprintln!("error: unreachable cluster(s): {}", report.unreachable.join(", "));
+                logging::report_error(format_args!("unreachable cluster(s): {}", report.unreachable.join(", ")));
                 ExitCode::from(1)
             }
         }
@@ -153,7 +154,7 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    logging::report_error(e);
                     ExitCode::from(1)
                 }
             }
@@ -194,7 +195,7 @@ fn with_flow(
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            logging::report_error(e);
             ExitCode::from(1)
         }
     }
@@ -212,7 +213,7 @@ async fn plan(config: Config) -> ExitCode {
         match strait::topic_sync::plan(flow, &source, &target).await {
             Ok(plan) => print!("{plan}"),
             Err(e) => {
-                eprintln!("error: flow {}: {e}", flow.name());
+                logging::report_error(format_args!("flow {}: {e}", flow.name()));
                 failed = true;
             }
         }
@@ -235,7 +236,7 @@ async fn run(config: Config) -> ExitCode {
     match strait::service::run(config, shutdown_tx).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            logging::report_error(e);
             ExitCode::from(1)
         }
     }

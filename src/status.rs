@@ -43,7 +43,7 @@ pub fn direct(config: &Config) -> Vec<FlowStatus> {
             let source = Cluster::new(&flow.source, config.cluster(&flow.source));
             let target = Cluster::new(&flow.target, config.cluster(&flow.target));
             let mut status = FlowStatus { flow: flow.name(), state: "direct".into(), ..Default::default() };
-            let (Ok(meta), Ok(reader)) = (source.metadata_client(), MapReader::new(&target, flow)) else {
+            let (Ok(meta), Ok(reader)) = (source.metadata_client_logged(), MapReader::new(&target, flow)) else {
                 status.last_error = Some("cannot create Kafka clients".into());
                 return status;
             };
@@ -88,7 +88,7 @@ pub fn direct(config: &Config) -> Vec<FlowStatus> {
 
 /// The timestamp of the first record at or after `offset`: the oldest one not mirrored.
 fn first_record_timestamp(source: &Cluster, topic: &str, partition: i32, offset: i64) -> Option<i64> {
-    let consumer = source.metadata_client().ok()?;
+    let consumer = source.metadata_client_logged().ok()?;
     let mut tpl = rdkafka::TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, rdkafka::Offset::Offset(offset)).ok()?;
     consumer.assign(&tpl).ok()?;

@@ -153,7 +153,7 @@ pub async fn plan(flow: &FlowConfig, source: &Cluster, target: &Cluster) -> Resu
 pub async fn apply(plan: &TopicPlan, target: &Cluster) -> (BTreeMap<String, Route>, Vec<ClusterError>) {
     let mut routes = plan.routes.clone();
     let mut errors = Vec::new();
-    let admin = match target.admin() {
+    let admin = match target.admin_logged() {
         Ok(a) => a,
         Err(e) => return (BTreeMap::new(), vec![e]),
     };
@@ -243,7 +243,7 @@ fn set_ready(routes: &mut BTreeMap<String, Route>, target_topic: &str, plan: &To
 async fn list_topics(cluster: &Cluster) -> Result<Vec<(String, usize)>, ClusterError> {
     let cluster = cluster.clone();
     tokio::task::spawn_blocking(move || {
-        let client = cluster.metadata_client()?;
+        let client = cluster.metadata_client_logged()?;
         cluster.topics(&client, ADMIN_TIMEOUT)
     })
     .await
@@ -259,7 +259,7 @@ async fn describe_synced_configs(
     if topics.is_empty() {
         return Ok(out);
     }
-    let admin = cluster.admin()?;
+    let admin = cluster.admin_logged()?;
     let opts = AdminOptions::new().request_timeout(Some(ADMIN_TIMEOUT));
     let specs: Vec<ResourceSpecifier> = topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
     let results = admin
@@ -355,7 +355,7 @@ pub async fn ensure_internal_topics(flow: &FlowConfig, source: &Cluster, target:
 }
 
 async fn create_compacted(cluster: &Cluster, names: &[String], rf: Option<i32>) -> Result<(), ClusterError> {
-    let admin = cluster.admin()?;
+    let admin = cluster.admin_logged()?;
     let opts = AdminOptions::new().request_timeout(Some(ADMIN_TIMEOUT)).operation_timeout(Some(ADMIN_TIMEOUT));
     let topics: Vec<NewTopic> = names
         .iter()
