@@ -15,6 +15,7 @@
 //! - [`offset_map`]: where each mirrored record's copy is; exact translation.
 //! - [`checkpoint`]: group checkpoints (MM2 format), group offset sync, heartbeats.
 //! - [`failover`]: `offsets translate`, `failover`, `failback`.
+//! - [`verify`]: `strait verify`: every source record against its copy, through the map.
 //! - [`lag`]: lag in records and seconds per partition, on an interval.
 //! - [`metrics`]: every exported metric.
 //! - [`admin_http`]: `/metrics`, `/healthz`, `/readyz`, `/status`.
@@ -34,3 +35,4 @@ pub mod offset_map;
 pub mod service;
 pub mod status;
 pub mod topic_sync;
+pub mod verify;
