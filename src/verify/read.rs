@@ -118,11 +118,14 @@ fn read(
                     break;
                 }
                 batch.push(Entry { offset: m.offset(), digest: digest(&m, ignore) });
-                let last = m.offset() + 1 == range.end;
-                if batch.len() == BATCH || last {
-                    if out.send(Ok(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))).is_err() || last {
-                        return Ok(());
-                    }
+                if m.offset() + 1 == range.end {
+                    let _ = out.send(Ok(batch));
+                    return Ok(());
+                }
+                if batch.len() == BATCH
+                    && out.send(Ok(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))).is_err()
+                {
+                    return Ok(()); // the comparison stopped
                 }
             }
             Some(Err(KafkaError::PartitionEOF(p))) if p == range.partition => break,

@@ -64,7 +64,7 @@ impl Report {
             totals.not_yet_mirrored += p.not_yet_mirrored;
         }
         totals.extra = totals.counts.extra();
-        let ok = !totals.counts.failed() && !(strict && totals.extra > 0);
+        let ok = !(totals.counts.failed() || strict && totals.extra > 0);
         Report { flow, source, target, strict, ok, exit_code: if ok { 0 } else { 1 }, totals, partitions }
     }
 
@@ -77,7 +77,7 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<40} {:>10} {:>8} {:>9} {:>12} {:>18} {:>16}",
+            "{:<40} {:>10} {:>8} {:>9} {:>12} {:>19} {:>16}",
             "TOPIC[PARTITION]",
             "CHECKED",
             "MISSING",
@@ -186,28 +186,37 @@ fn offsets(first: i64, count: u64) -> String {
     }
 }
 
+/// One line per fault run, naming the partition's offsets on both sides.
 fn describe(f: &Fault, target_topic: &str) -> String {
     let n = f.count;
+    let one = n == 1;
     let at = |o: Option<i64>| o.map_or_else(|| "?".to_string(), |o| offsets(o, n));
-    let (src, tgt) = (at(f.source_offset), at(f.target_offset));
-    let records = if n == 1 { "record".to_string() } else { format!("{n} records") };
+    let subject = if one {
+        format!("source offset {}", at(f.source_offset))
+    } else {
+        format!("source offsets {} ({n} records)", at(f.source_offset))
+    };
+    let place = format!("{target_topic} offset{} {}", if one { "" } else { "s" }, at(f.target_offset));
+    let (copy, is) = if one { ("its copy", "is") } else { ("their copies", "are") };
     match f.kind {
-        FaultKind::Missing if f.target_offset.is_some() => {
-            format!("missing: source {records} at offset {src}: the copies at {target_topic} offset {tgt} are gone")
+        FaultKind::Missing if f.target_offset.is_some() => format!("missing: {subject}: {copy} at {place} {is} gone"),
+        FaultKind::Missing => format!("missing: {subject}: never copied (the offset map has no copy)"),
+        FaultKind::Corrupted => {
+            format!("corrupted: {subject} {} from {copy} at {place}", if one { "differs" } else { "differ" })
         }
-        FaultKind::Missing => format!("missing: source {records} at offset {src}: never copied (the offset map has no copy)"),
-        FaultKind::Corrupted => format!("corrupted: source {records} at offset {src} differ from the copies at {target_topic} offset {tgt}"),
         FaultKind::OutOfOrder => match f.content_found_at {
             Some(found) => format!(
-                "out of order: source {records} at offset {src}: the copy at {target_topic} offset {tgt} holds another record; this content is at offset {}",
+                "out of order: {subject}: {copy} at {place} {} another record; this content is at offset {}",
+                if one { "holds" } else { "hold" },
                 offsets(found, n)
             ),
-            None => format!("out of order: source {records} at offset {src} copied to {target_topic} offset {tgt}, before copies of earlier records"),
+            None => format!("out of order: {subject} copied to {place}, before copies of earlier records"),
         },
         FaultKind::Duplicate => format!(
-            "extra (duplicate): {target_topic} offset {tgt} repeats source offset {}",
+            "extra (duplicate): {place} {} source offset {}",
+            if one { "repeats" } else { "repeat" },
             f.duplicate_of.map_or_else(|| "?".into(), |o| offsets(o, n))
         ),
-        FaultKind::Foreign => format!("extra (foreign): {target_topic} offset {tgt} is no copy of a source record"),
+        FaultKind::Foreign => format!("extra (foreign): {place} {is} no copy of any source record"),
     }
 }
