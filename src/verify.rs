@@ -369,3 +369,18 @@ pub fn run(config: &Config, options: &VerifyOptions, json: bool) -> u8 {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_rfc3339_unix_milliseconds_or_a_duration_ago() {
+        assert_eq!(parse_since("2025-01-31T12:00:00Z"), Ok(1_738_324_800_000));
+        assert_eq!(parse_since("1738324800000"), Ok(1_738_324_800_000));
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+        let hour_ago = parse_since("1h").unwrap();
+        assert!((now - 3_600_000 - hour_ago).abs() < 5_000, "{hour_ago}");
+        assert!(parse_since("yesterday").unwrap_err().contains("RFC 3339"));
+    }
+}

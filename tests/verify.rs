@@ -373,3 +373,234 @@ fn bad_arguments_exit_2() {
     let (code, err) = run(&["--config-typo"]);
     assert_eq!(code, Some(2), "{err}");
 }
+
+/// Speed of `strait verify` against a plain read of both topics with the same client
+/// settings. Not in the default suite; `scripts/bench-verify` runs it:
+/// `VERIFY_BENCH_RECORDS` (default 1000000), `VERIFY_BENCH_SIZE` (value bytes, 1024),
+/// `VERIFY_BENCH_PARTITIONS` (6). Prints figures; asserts only that the copy verifies.
+#[test]
+#[ignore]
+fn bench_verify_against_a_plain_read() {
+    let env = |k: &str, d: usize| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let (n, size, partitions) =
+        (env("VERIFY_BENCH_RECORDS", 1_000_000), env("VERIFY_BENCH_SIZE", 1024), env("VERIFY_BENCH_PARTITIONS", 6));
+    testbed();
+    let topic = unique("bench-verify");
+    create_topic(us_east(), &topic, partitions as i32, &[]);
+    let started = std::time::Instant::now();
+    bench::produce_random(&topic, n, size, partitions as i32);
+    println!("produced {n} records of {size} B to {partitions} partitions in {:.1} s", started.elapsed().as_secs_f64());
+
+    let cfg = config_with_flows(&flow("us-east", "eu-west", &topic, "prefix", &unique("strait")));
+    let (_dir, config) = write_config(&cfg);
+    let started = std::time::Instant::now();
+    let mut strait = Strait::start(&config);
+    let target_topic = format!("us-east.{topic}");
+    let source_ends = end_offsets(us_east(), &topic);
+    wait_for("strait to mirror everything", Duration::from_secs(1800), || {
+        (end_offsets(eu_west(), &target_topic) == source_ends).then_some(())
+    });
+    println!("strait mirrored them in {:.1} s", started.elapsed().as_secs_f64());
+    assert!(strait.terminate().0.success());
+
+    for round in 1..=3 {
+        let plain = bench::plain_read(&[(us_east(), &topic), (eu_west(), &target_topic)]);
+        let verify = bench::timed(&[
+            "verify",
+            "--config",
+            config.to_str().unwrap(),
+            "--flow",
+            "us-east->eu-west",
+            "--topic",
+            &topic,
+            "--json",
+        ]);
+        let report: Value = serde_json::from_str(&verify.stdout).unwrap();
+        assert_eq!(report["totals"]["checked"], n as u64, "{}", verify.stdout);
+        assert_eq!(report["ok"], true);
+        let mb = (n * size) as f64 / 1e6;
+        println!(
+            "round {round}: plain read of both topics: {:.2} s ({:.0} records/s, {:.0} MB/s per side), CPU {:.1} s",
+            plain.seconds,
+            n as f64 / plain.seconds,
+            mb / plain.seconds,
+            plain.cpu_seconds
+        );
+        println!(
+            "round {round}: strait verify:              {:.2} s ({:.0} records/s, {:.0} MB/s per side), CPU {:.1} s, \
+             peak RSS {:.0} MiB; {:.2}x the plain read's time",
+            verify.seconds,
+            n as f64 / verify.seconds,
+            mb / verify.seconds,
+            verify.cpu_seconds,
+            verify.peak_rss_kib as f64 / 1024.0,
+            verify.seconds / plain.seconds
+        );
+    }
+    let admin = admin(us_east());
+    let _ = block(admin.delete_topics(&[&topic], &AdminOptions::new()));
+    let admin = common::admin(eu_west());
+    let _ = block(admin.delete_topics(&[&target_topic], &AdminOptions::new()));
+}
+
+/// Helpers of the throughput measurement.
+mod bench {
+    use std::collections::HashSet;
+    use std::time::{Duration, Instant};
+
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Header, Message, OwnedHeaders};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+    use super::common::{strait_bin, unique};
+
+    /// Keyed records with a header and pseudo-random values (incompressible, like
+    /// encrypted or already-compressed payloads).
+    pub fn produce_random(topic: &str, n: usize, size: usize, partitions: i32) {
+        let p: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", super::us_east())
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "20")
+            .set("batch.size", "1000000")
+            .set("queue.buffering.max.kbytes", "1048576")
+            .create()
+            .unwrap();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let pool: Vec<u8> = (0..(1 << 20) + size)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        let now = super::t0() + 590_000;
+        for i in 0..n {
+            let key = format!("key-{i}");
+            let start = (i * 7919) % (1 << 20);
+            let headers = OwnedHeaders::new().insert(Header { key: "seq", value: Some(&i.to_le_bytes()[..]) });
+            let mut record = BaseRecord::to(topic)
+                .partition((i % partitions as usize) as i32)
+                .key(&key)
+                .payload(&pool[start..start + size])
+                .timestamp(now + (i / 1000) as i64)
+                .headers(headers);
+            loop {
+                match p.send(record) {
+                    Ok(()) => break,
+                    Err((_, r)) => {
+                        record = r;
+                        p.poll(Duration::from_millis(10));
+                    }
+                }
+            }
+            p.poll(Duration::ZERO);
+        }
+        p.flush(Duration::from_secs(300)).unwrap();
+    }
+
+    pub struct Timing {
+        pub seconds: f64,
+        pub cpu_seconds: f64,
+        pub peak_rss_kib: u64,
+        pub stdout: String,
+    }
+
+    fn cpu_seconds(who: i32) -> f64 {
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        unsafe { libc::getrusage(who, &mut usage) };
+        let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+        t(usage.ru_utime) + t(usage.ru_stime)
+    }
+
+    /// Reads every record of each `(bootstrap, topic)` concurrently, as verify's reader
+    /// threads do (same librdkafka settings as `strait::cluster`'s consumer), touching
+    /// keys, values and headers.
+    pub fn plain_read(topics: &[(&str, &str)]) -> Timing {
+        let cpu = cpu_seconds(libc::RUSAGE_SELF);
+        let started = Instant::now();
+        std::thread::scope(|s| {
+            for (bootstrap, topic) in topics {
+                s.spawn(move || read_topic(bootstrap, topic));
+            }
+        });
+        Timing {
+            seconds: started.elapsed().as_secs_f64(),
+            cpu_seconds: cpu_seconds(libc::RUSAGE_SELF) - cpu,
+            peak_rss_kib: 0,
+            stdout: String::new(),
+        }
+    }
+
+    fn read_topic(bootstrap: &str, topic: &str) -> u64 {
+        let settings: strait::config::ClusterConfig =
+            serde_json::from_value(serde_json::json!({ "bootstrap": bootstrap })).unwrap();
+        let cluster = strait::cluster::Cluster::new("bench", &settings);
+        let mut cfg = cluster.consumer_config(&unique("bench"));
+        cfg.set("enable.partition.eof", "true");
+        let c: BaseConsumer = cfg.create().unwrap();
+        let n = super::partitions(bootstrap, topic).unwrap() as i32;
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..n {
+            tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        }
+        c.assign(&tpl).unwrap();
+        let mut remaining: HashSet<i32> = (0..n).collect();
+        let mut bytes = 0u64;
+        while !remaining.is_empty() {
+            match c.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    bytes += m.payload().map_or(0, |v| v.len() as u64) + m.key().map_or(0, |k| k.len() as u64);
+                    bytes += m.headers().map_or(0, |h| rdkafka::message::Headers::count(h) as u64);
+                }
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                    remaining.remove(&p);
+                }
+                Some(Err(e)) => panic!("reading {topic}: {e}"),
+                None => {}
+            }
+        }
+        bytes
+    }
+
+    /// Runs strait with `args`, measuring wall time, CPU time and peak memory.
+    pub fn timed(args: &[&str]) -> Timing {
+        let cpu = cpu_seconds(libc::RUSAGE_CHILDREN);
+        let started = Instant::now();
+        let child = std::process::Command::new(strait_bin())
+            .args(args)
+            .env("STRAIT_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status_file = format!("/proc/{}/status", child.id());
+        let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let sampler = {
+            let peak = peak.clone();
+            std::thread::spawn(move || {
+                while let Ok(status) = std::fs::read_to_string(&status_file) {
+                    let hwm = status
+                        .lines()
+                        .find_map(|l| l.strip_prefix("VmHWM:"))
+                        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+                    match hwm {
+                        Some(kib) => peak.fetch_max(kib, std::sync::atomic::Ordering::SeqCst),
+                        None => break, // a zombie has no memory lines
+                    };
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            })
+        };
+        let out = child.wait_with_output().unwrap();
+        let seconds = started.elapsed().as_secs_f64();
+        sampler.join().unwrap();
+        assert!(out.status.success(), "strait {args:?} failed: {}", String::from_utf8_lossy(&out.stdout));
+        Timing {
+            seconds,
+            cpu_seconds: cpu_seconds(libc::RUSAGE_CHILDREN) - cpu,
+            peak_rss_kib: peak.load(std::sync::atomic::Ordering::SeqCst),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        }
+    }
+}

@@ -338,13 +338,19 @@ where
 }
 
 /// A stream with the digests of the records within `reach` positions of its cursor.
+///
+/// The records stay in a queue; the index by digest that answers [`Window::nearby`] is
+/// built only when a question comes up and dropped again after a quiet stretch, so a
+/// clean copy pays for a queue push and pop per record and nothing more.
 struct Window<I> {
     input: I,
     entries: VecDeque<Entry>,
     cursor: usize,
     reach: usize,
     ended: bool,
-    seen: HashMap<u64, Seen, BuildHasherDefault<DigestHasher>>,
+    index: Option<HashMap<u64, Seen, BuildHasherDefault<DigestHasher>>>,
+    /// Records passed since the last question.
+    quiet: usize,
 }
 
 /// How often a digest occurs in the window, and the offset of its latest occurrence.
@@ -359,14 +365,7 @@ where
     I: Iterator<Item = Result<Entry, E>>,
 {
     fn new(input: I, reach: usize) -> Window<I> {
-        Window {
-            input,
-            entries: VecDeque::new(),
-            cursor: 0,
-            reach,
-            ended: false,
-            seen: HashMap::with_hasher(BuildHasherDefault::default()),
-        }
+        Window { input, entries: VecDeque::new(), cursor: 0, reach, ended: false, index: None, quiet: 0 }
     }
 
     /// The record at the cursor, with `reach` records read ahead of it.
@@ -374,9 +373,9 @@ where
         while !self.ended && self.entries.len() <= self.cursor + self.reach {
             match self.input.next() {
                 Some(Ok(e)) => {
-                    let seen = self.seen.entry(key(e.digest)).or_insert(Seen { count: 0, offset: e.offset });
-                    seen.count += 1;
-                    seen.offset = e.offset;
+                    if let Some(index) = &mut self.index {
+                        remember(index, e);
+                    }
                     self.entries.push_back(e);
                 }
                 Some(Err(e)) => return Err(e),
@@ -389,23 +388,40 @@ where
     fn advance(&mut self) {
         self.cursor += 1;
         if self.cursor > self.reach {
-            if let Some(old) = self.entries.pop_front() {
+            if let (Some(old), Some(index)) = (self.entries.pop_front(), &mut self.index) {
                 let k = key(old.digest);
-                if let Some(seen) = self.seen.get_mut(&k) {
+                if let Some(seen) = index.get_mut(&k) {
                     seen.count -= 1;
                     if seen.count == 0 {
-                        self.seen.remove(&k);
+                        index.remove(&k);
                     }
                 }
             }
             self.cursor -= 1;
         }
+        self.quiet += 1;
+        if self.quiet > 4 * self.reach {
+            self.index = None;
+        }
     }
 
     /// The offset of a record with this digest within reach, if any.
-    fn nearby(&self, digest: Digest) -> Option<i64> {
-        self.seen.get(&key(digest)).map(|s| s.offset)
+    fn nearby(&mut self, digest: Digest) -> Option<i64> {
+        self.quiet = 0;
+        let entries = &self.entries;
+        let index = self.index.get_or_insert_with(|| {
+            let mut index = HashMap::with_capacity_and_hasher(entries.len(), BuildHasherDefault::default());
+            entries.iter().for_each(|e| remember(&mut index, *e));
+            index
+        });
+        index.get(&key(digest)).map(|s| s.offset)
     }
+}
+
+fn remember(index: &mut HashMap<u64, Seen, BuildHasherDefault<DigestHasher>>, e: Entry) {
+    let seen = index.entry(key(e.digest)).or_insert(Seen { count: 0, offset: e.offset });
+    seen.count += 1;
+    seen.offset = e.offset;
 }
 
 fn key(digest: Digest) -> u64 {

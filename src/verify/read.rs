@@ -11,7 +11,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::{xxh3_128_with_seed, xxh3_64};
 
 use super::compare::{Digest, Entry};
 use crate::cluster::{Cluster, ClusterError};
@@ -32,34 +32,43 @@ pub(crate) struct IgnoredHeader {
 }
 
 /// The digest of what a copy must preserve: key, value, headers (in order) and timestamp.
-/// Each field is tagged and length-prefixed, so different records cannot collide by
-/// moving bytes between fields.
-pub(crate) fn digest<M: Message>(m: &M, ignore: Option<&IgnoredHeader>) -> Digest {
-    let mut h = Xxh3::new();
-    field(&mut h, m.key());
-    field(&mut h, m.payload());
+/// Everything but the value is written, tagged and length-prefixed, into `scratch` (so
+/// no two records collide by moving bytes between fields) and hashed into the seed of
+/// the value's hash: two one-shot hashes are much cheaper than one streaming hash.
+pub(crate) fn digest<M: Message>(m: &M, ignore: Option<&IgnoredHeader>, scratch: &mut Vec<u8>) -> Digest {
+    scratch.clear();
+    field(scratch, m.key());
     if let Some(headers) = m.headers() {
         for header in headers.iter() {
             if ignore.is_some_and(|i| header.key == i.name && header.value == Some(i.value.as_slice())) {
                 continue;
             }
-            h.update(b"H");
-            field(&mut h, Some(header.key.as_bytes()));
-            field(&mut h, header.value);
+            scratch.push(b'H');
+            field(scratch, Some(header.key.as_bytes()));
+            field(scratch, header.value);
         }
     }
-    h.update(b"T");
-    h.update(&m.timestamp().to_millis().unwrap_or(i64::MIN).to_le_bytes());
-    h.digest128()
+    scratch.push(b'T');
+    scratch.extend_from_slice(&m.timestamp().to_millis().unwrap_or(i64::MIN).to_le_bytes());
+    let value = m.payload();
+    match value {
+        None => scratch.push(0),
+        Some(v) => {
+            scratch.push(1);
+            scratch.extend_from_slice(&(v.len() as u64).to_le_bytes());
+        }
+    }
+    xxh3_128_with_seed(value.unwrap_or_default(), xxh3_64(scratch))
 }
 
-fn field(h: &mut Xxh3, bytes: Option<&[u8]>) {
+/// A tag for absent or present, the length, and the bytes.
+fn field(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
     match bytes {
-        None => h.update(&[0]),
+        None => out.push(0),
         Some(b) => {
-            h.update(&[1]);
-            h.update(&(b.len() as u64).to_le_bytes());
-            h.update(b);
+            out.push(1);
+            out.extend_from_slice(&(b.len() as u64).to_le_bytes());
+            out.extend_from_slice(b);
         }
     }
 }
@@ -69,6 +78,14 @@ fn field(h: &mut Xxh3, bytes: Option<&[u8]>) {
 pub(crate) fn consumer(cluster: &Cluster) -> Result<BaseConsumer, ClusterError> {
     let mut cfg = cluster.consumer_config("strait.verify");
     cfg.set("enable.partition.eof", "true");
+    // One partition is read at a time, so let one fetch bring more of it than the
+    // default 1 MiB (unless the cluster's settings say otherwise).
+    let s = &cluster.settings;
+    for (key, value) in [("max.partition.fetch.bytes", "8388608")] {
+        if !s.client.contains_key(key) && !s.consumer.contains_key(key) {
+            cfg.set(key, value);
+        }
+    }
     cfg.create().map_err(|e| ClusterError::Client { alias: cluster.alias.clone(), reason: e.to_string() })
 }
 
@@ -106,18 +123,21 @@ fn read(
     tpl.add_partition_offset(&range.topic, range.partition, Offset::Offset(range.start)).map_err(|e| e.to_string())?;
     consumer.assign(&tpl).map_err(|e| e.to_string())?;
     let mut batch = Vec::with_capacity(BATCH);
-    let mut last_progress = Instant::now();
+    let mut scratch = Vec::new();
+    let mut idle_since: Option<Instant> = None;
     loop {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
-                if m.topic() != range.topic || m.partition() != range.partition || m.offset() < range.start {
-                    continue; // left over from an earlier assignment
+                // Messages of an earlier assignment are discarded by librdkafka; the
+                // check is cheap insurance (the topic name would cost a UTF-8 check).
+                if m.partition() != range.partition || m.offset() < range.start {
+                    continue;
                 }
-                last_progress = Instant::now();
+                idle_since = None;
                 if m.offset() >= range.end {
                     break;
                 }
-                batch.push(Entry { offset: m.offset(), digest: digest(&m, ignore) });
+                batch.push(Entry { offset: m.offset(), digest: digest(&m, ignore, &mut scratch) });
                 if m.offset() + 1 == range.end {
                     let _ = out.send(Ok(batch));
                     return Ok(());
@@ -131,7 +151,7 @@ fn read(
             Some(Err(KafkaError::PartitionEOF(p))) if p == range.partition => break,
             Some(Err(KafkaError::PartitionEOF(_))) => {}
             Some(Err(e)) => return Err(e.to_string()),
-            None if last_progress.elapsed() > STALL => {
+            None if idle_since.get_or_insert_with(Instant::now).elapsed() > STALL => {
                 return Err(format!("no record arrived for {}s", STALL.as_secs()));
             }
             None => {}
@@ -168,5 +188,60 @@ impl Iterator for Entries {
                 Err(e) => return Some(Err(e)),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::message::{Header, OwnedHeaders, OwnedMessage, Timestamp};
+
+    use super::*;
+
+    fn msg(key: &[u8], value: &[u8], headers: &[(&str, &[u8])], ts: i64) -> OwnedMessage {
+        let mut h = OwnedHeaders::new();
+        for (k, v) in headers {
+            h = h.insert(Header { key: k, value: Some(*v) });
+        }
+        OwnedMessage::new(
+            Some(value.to_vec()),
+            Some(key.to_vec()),
+            "t".into(),
+            Timestamp::CreateTime(ts),
+            0,
+            0,
+            Some(h),
+        )
+    }
+
+    fn d(m: &OwnedMessage, ignore: Option<&IgnoredHeader>) -> Digest {
+        digest(m, ignore, &mut Vec::new())
+    }
+
+    #[test]
+    fn digests_cover_every_field_a_copy_must_keep() {
+        let base = d(&msg(b"k", b"v", &[("h", b"1")], 5), None);
+        assert_eq!(base, d(&msg(b"k", b"v", &[("h", b"1")], 5), None));
+        assert_ne!(base, d(&msg(b"K", b"v", &[("h", b"1")], 5), None), "key");
+        assert_ne!(base, d(&msg(b"k", b"V", &[("h", b"1")], 5), None), "value");
+        assert_ne!(base, d(&msg(b"k", b"v", &[("h", b"2")], 5), None), "header value");
+        assert_ne!(base, d(&msg(b"k", b"v", &[], 5), None), "header missing");
+        assert_ne!(base, d(&msg(b"k", b"v", &[("h", b"1")], 6), None), "timestamp");
+        assert_ne!(
+            d(&msg(b"ab", b"c", &[], 5), None),
+            d(&msg(b"a", b"bc", &[], 5), None),
+            "bytes moved between fields"
+        );
+        let two = d(&msg(b"k", b"v", &[("a", b"1"), ("b", b"2")], 5), None);
+        assert_ne!(two, d(&msg(b"k", b"v", &[("b", b"2"), ("a", b"1")], 5), None), "header order");
+    }
+
+    #[test]
+    fn the_provenance_header_is_ignored_only_with_the_source_alias() {
+        let ignore = IgnoredHeader { name: "strait.origin".into(), value: b"us-east".to_vec() };
+        let original = d(&msg(b"k", b"v", &[("h", b"1")], 5), Some(&ignore));
+        let copy = d(&msg(b"k", b"v", &[("h", b"1"), ("strait.origin", b"us-east")], 5), Some(&ignore));
+        assert_eq!(original, copy);
+        let other = d(&msg(b"k", b"v", &[("h", b"1"), ("strait.origin", b"ap-south")], 5), Some(&ignore));
+        assert_ne!(original, other, "a header naming another cluster is data");
     }
 }
