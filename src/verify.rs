@@ -192,6 +192,7 @@ struct Job {
     target: Range,
     mirrored_position: Option<i64>,
     not_yet_mirrored: i64,
+    target_after_mapped: i64,
 }
 
 /// Clients for planning a partition's job.
@@ -231,20 +232,20 @@ impl Sides<'_> {
         let plan = Plan::new(pm.segments().copied());
         let mirrored_position = pm.frontier.map(|f| f.upstream);
         let upto = mirrored_position.unwrap_or(from).max(from);
-        let target_range = match self.target_meta {
-            Some(meta) if mirrored_position.is_some() => {
-                let (target_low, _) = meta
+        let (target_range, after_mapped) = match self.target_meta {
+            Some(meta) => {
+                let (target_low, target_high) = meta
                     .fetch_watermarks(target_topic, partition, TIMEOUT)
                     .map_err(|e| read_error(&self.ctx.target, target_topic, &e))?;
-                let end = plan.target_end();
+                let end = if mirrored_position.is_some() { plan.target_end() } else { target_low };
                 // Before the source's first record, target records may be copies of
                 // records retention has since deleted (and their map entries pruned):
                 // they cannot be told from foreign ones, so start at the first copy.
                 let start =
                     if from == 0 { target_low } else { plan.target_offset_from(from).unwrap_or(end).max(target_low) };
-                (start, end)
+                ((start.min(end), end), (target_high - end.max(target_low)).max(0))
             }
-            _ => (0, 0),
+            None => ((0, 0), 0),
         };
         Ok(Job {
             topic: topic.to_string(),
@@ -255,6 +256,7 @@ impl Sides<'_> {
             target: Range { topic: target_topic.to_string(), partition, start: target_range.0, end: target_range.1 },
             mirrored_position,
             not_yet_mirrored: (high - upto).max(0),
+            target_after_mapped: after_mapped,
         })
     }
 }
@@ -339,6 +341,7 @@ fn compare_partition(
         extra: tally.counts.extra(),
         counts: tally.counts,
         not_yet_mirrored: job.not_yet_mirrored,
+        target_after_mapped: job.target_after_mapped,
         faults: tally.faults,
         faults_omitted: tally.faults_omitted,
     })

@@ -28,6 +28,9 @@ pub struct PartitionReport {
     /// Source offsets at or beyond the mirrored position when verify started (records
     /// still on their way; not an error).
     pub not_yet_mirrored: i64,
+    /// Target records after the last mapped copy when verify started, not checked:
+    /// copies in flight while strait runs, extra records if it is stopped.
+    pub target_after_mapped: i64,
     pub faults: Vec<Fault>,
     /// Fault runs left out of `faults` (their records are counted).
     pub faults_omitted: u64,
@@ -54,6 +57,7 @@ pub struct Totals {
     pub counts: Counts,
     pub extra: u64,
     pub not_yet_mirrored: i64,
+    pub target_after_mapped: i64,
 }
 
 impl Report {
@@ -62,6 +66,7 @@ impl Report {
         for p in &partitions {
             totals.counts.add(&p.counts);
             totals.not_yet_mirrored += p.not_yet_mirrored;
+            totals.target_after_mapped += p.target_after_mapped;
         }
         totals.extra = totals.counts.extra();
         let ok = !(totals.counts.failed() || strict && totals.extra > 0);
@@ -159,6 +164,14 @@ impl Report {
                 line,
                 "\nnote: {} source offset(s) not yet mirrored when verify started (not checked)",
                 self.totals.not_yet_mirrored
+            );
+        }
+        if self.totals.target_after_mapped > 0 {
+            let _ = write!(
+                line,
+                "\nnote: {} target record(s) after the last mapped copy were not checked (copies in flight \
+                 while strait runs; extra records if it is stopped)",
+                self.totals.target_after_mapped
             );
         }
         line
