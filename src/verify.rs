@@ -28,7 +28,7 @@ use std::sync::mpsc::sync_channel;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -108,9 +108,12 @@ pub fn progress_bar() -> ProgressBar {
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template(
-            "{spinner} verifying [{bar:40}] {human_pos}/{human_len} records ({per_sec}, eta {eta})",
+            "{spinner} verifying [{bar:40}] {human_pos}/{human_len} records ({rate}, eta {eta})",
         )
         .expect("valid template")
+        .with_key("rate", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{:.0} records/s", state.per_sec());
+        })
         .progress_chars("=> "),
     );
     bar
