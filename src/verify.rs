@@ -121,6 +121,7 @@ pub fn progress_bar() -> ProgressBar {
 
 /// Compares every selected source partition of the flow with its copy.
 pub fn verify(config: &Config, options: &VerifyOptions, progress: &ProgressBar) -> Result<Report, VerifyError> {
+    // `find` fails only for a flow the config does not have.
     let ctx = FlowContext::find(config, &options.flow).map_err(|e| match e {
         FailoverError::UnknownFlow { wanted, known } => VerifyError::UnknownFlow { wanted, known },
         other => VerifyError::UnknownFlow { wanted: options.flow.clone(), known: other.to_string() },
