@@ -16,6 +16,7 @@
 //! - [`checkpoint`]: group checkpoints (MM2 format), group offset sync, heartbeats.
 //! - [`failover`]: `offsets translate`, `failover`, `failback`.
 //! - [`recopy`]: `strait recopy`, copying a topic again after its target copy was lost.
+//! - [`verify`]: `strait verify`: every source record against its copy, through the map.
 //! - [`lag`]: lag in records and seconds per partition, on an interval.
 //! - [`metrics`]: every exported metric.
 //! - [`logging`]: log format (text or JSON) and what librdkafka's log lines mean.
@@ -38,3 +39,4 @@ pub mod recopy;
 pub mod service;
 pub mod status;
 pub mod topic_sync;
+pub mod verify;

@@ -1,5 +1,6 @@
 //! The `strait` command line. Exit codes: 0 success, 1 a cluster is unreachable or a
-//! flow failed, 2 the config is invalid (nothing was started).
+//! flow failed, 2 the config is invalid (nothing was started). `verify` has its own
+//! meaning for 1 and 3 (see [`strait::verify`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -84,6 +85,31 @@ enum Command {
         #[arg(long)]
         topic: String,
     },
+    /// Compare every source record with its copy on the target, through the offset map.
+    ///
+    /// Exit 0: the copy is complete and identical up to the mirrored position (extra
+    /// target records only warn); 1: records are missing, corrupted or out of order (or
+    /// extra, with --strict); 2: bad config or argument; 3: the clusters could not be read.
+    Verify {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The flow, as `source->target` (e.g. us-east->eu-west).
+        #[arg(long)]
+        flow: String,
+        /// Only the flow's source topics matching this regular expression (anchored).
+        #[arg(long)]
+        topic: Option<String>,
+        /// Only records from this time on: RFC 3339 (2025-01-31T12:00:00Z), Unix
+        /// milliseconds, or a duration before now (90s, 5m, 1h).
+        #[arg(long, value_parser = strait::verify::parse_since)]
+        since: Option<i64>,
+        /// Print the report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Fail (exit 1) on extra records on the target too (duplicates, foreign records).
+        #[arg(long)]
+        strict: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -114,7 +140,8 @@ fn main() -> ExitCode {
         | Command::Plan { config }
         | Command::Run { config }
         | Command::Status { config, .. }
-        | Command::Recopy { config, .. } => config.clone(),
+        | Command::Recopy { config, .. }
+        | Command::Verify { config, .. } => config.clone(),
         Command::Offsets { command: OffsetsCommand::Translate { group } }
         | Command::Failover { group, .. }
         | Command::Failback { group } => group.config.clone(),
@@ -177,10 +204,14 @@ fn main() -> ExitCode {
             match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    logging::report_error(e);
                     ExitCode::from(1)
                 }
             }
+        }
+        Command::Verify { flow, topic, since, json, strict, .. } => {
+            let options = strait::verify::VerifyOptions { flow, topic, since_ms: since, strict };
+            ExitCode::from(strait::verify::run(&config, &options, json))
         }
     }
 }
