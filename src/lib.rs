@@ -4,6 +4,7 @@
 //! is in [`mirror`].
 //!
 //! - [`config`]: the config file, typed and validated.
+//! - [`security`]: TLS and SASL per cluster, secrets from the environment or files.
 //! - [`cluster`]: librdkafka clients for one cluster, and the reachability probe.
 //! - [`kafka_ext`]: admin requests rdkafka's safe API lacks (the only `unsafe` code).
 //! - [`naming`]: which topics a flow mirrors and their names on the target.
@@ -15,6 +16,7 @@
 //! - [`offset_map`]: where each mirrored record's copy is; exact translation.
 //! - [`checkpoint`]: group checkpoints (MM2 format), group offset sync, heartbeats.
 //! - [`failover`]: `offsets translate`, `failover`, `failback`.
+//! - [`mm2_import`]: `strait import-mm2`, MirrorMaker 2 properties to a strait config.
 //! - [`lag`]: lag in records and seconds per partition, on an interval.
 //! - [`metrics`]: every exported metric.
 //! - [`admin_http`]: `/metrics`, `/healthz`, `/readyz`, `/status`.
@@ -29,8 +31,10 @@ pub mod kafka_ext;
 pub mod lag;
 pub mod metrics;
 pub mod mirror;
+pub mod mm2_import;
 pub mod naming;
 pub mod offset_map;
+pub mod security;
 pub mod service;
 pub mod status;
 pub mod topic_sync;

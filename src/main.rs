@@ -24,6 +24,10 @@ enum Command {
         /// How long to wait for each cluster to answer, in seconds.
         #[arg(long, default_value_t = 10)]
         timeout: u64,
+        /// Only validate the config (keys, patterns, security settings); connect to
+        /// nothing and read no secret, e.g. for a config meant for another machine.
+        #[arg(long)]
+        offline: bool,
     },
     /// Print what `run` would change on the target clusters (topics, partitions, configs); change nothing.
     Plan {
@@ -67,6 +71,13 @@ enum Command {
         #[command(flatten)]
         group: GroupArgs,
     },
+    /// Convert a MirrorMaker 2 properties file into a strait config (TOML on stdout,
+    /// a warning on stderr for every key that could not be converted).
+    #[command(name = "import-mm2")]
+    ImportMm2 {
+        /// The MirrorMaker 2 properties file (e.g. mm2.properties).
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -99,6 +110,21 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Command::ImportMm2 { file } = &cli.command {
+        return import_mm2(file);
+    }
+    if let Command::Check { config, offline: true, .. } = &cli.command {
+        return match Config::load_offline(config) {
+            Ok(c) => {
+                print!("{}", strait::check::offline(&c));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: invalid config {}: {e}", config.display());
+                ExitCode::from(2)
+            }
+        };
+    }
     let config_path = match &cli.command {
         Command::Check { config, .. }
         | Command::Plan { config }
@@ -107,6 +133,7 @@ fn main() -> ExitCode {
         Command::Offsets { command: OffsetsCommand::Translate { group } }
         | Command::Failover { group, .. }
         | Command::Failback { group } => group.config.clone(),
+        Command::ImportMm2 { .. } => unreachable!("handled above"),
     };
     let config = match Config::load(&config_path) {
         Ok(c) => c,
@@ -119,10 +146,15 @@ fn main() -> ExitCode {
         Command::Check { timeout, .. } => {
             let report = strait::check::check(&config, Duration::from_secs(timeout));
             print!("{}", report.text);
-            if report.unreachable.is_empty() {
+            if !report.unreachable.is_empty() {
+                eprintln!("error: unreachable cluster(s): {}", report.unreachable.join(", "));
+            }
+            if !report.refused.is_empty() {
+                eprintln!("error: cluster(s) refused TLS or SASL: {}", report.refused.join(", "));
+            }
+            if report.unreachable.is_empty() && report.refused.is_empty() {
                 ExitCode::SUCCESS
             } else {
-                eprintln!("error: unreachable cluster(s): {}", report.unreachable.join(", "));
                 ExitCode::from(1)
             }
         }
@@ -155,6 +187,25 @@ fn main() -> ExitCode {
         }),
         Command::Failback { group } => {
             with_flow(&config, &group, |ctx, out| ctx.failback(&group.group, out).map(|_| ()))
+        }
+        Command::ImportMm2 { .. } => unreachable!("handled above"),
+    }
+}
+
+/// Exit 0 with the converted config (warnings do not fail it: each names a key to look
+/// at by hand); 2 when the file cannot be read or describes no usable cluster.
+fn import_mm2(file: &std::path::Path) -> ExitCode {
+    match strait::mm2_import::convert_file(file) {
+        Ok(conversion) => {
+            for warning in &conversion.warnings {
+                eprintln!("warning: {warning}");
+            }
+            print!("{}", conversion.toml);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", file.display());
+            ExitCode::from(2)
         }
     }
 }

@@ -70,7 +70,10 @@ fn check_reports_both_clusters_and_matching_topics() {
     let out = strait(&["check", "--config", path.to_str().unwrap()]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{text}\n{}", stderr(&out));
-    assert!(text.contains(&format!("cluster us-east ({}): reachable, 1 broker(s), Kafka 4.0 or newer", us_east())), "{text}");
+    assert!(
+        text.contains(&format!("cluster us-east ({}): reachable, 1 broker(s), Kafka 4.0 or newer", us_east())),
+        "{text}"
+    );
     assert!(text.contains(&format!("cluster eu-west ({}): reachable, 1 broker(s)", eu_west())), "{text}");
     assert!(text.contains(&format!("{topic} -> us-east.{topic}")), "{text}");
     // Heartbeats travel with every flow, so `heartbeats` matches too once it exists.
