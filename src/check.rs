@@ -60,7 +60,7 @@ pub fn check(config: &Config, timeout: Duration) -> CheckReport {
 
     for flow in &config.flows {
         let Some((_, Ok(info))) = probes.iter().find(|(a, _)| *a == flow.source) else {
-            let _ = writeln!(text, "flow {}: source {} unreachable, topics unknown", flow.name(), flow.source);
+            let _ = writeln!(text, "flow {}: source {} failed the check, topics unknown", flow.name(), flow.source);
             continue;
         };
         let selector = TopicSelector::new(flow);

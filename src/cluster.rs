@@ -168,9 +168,11 @@ impl Cluster {
             .map_err(|e| ClusterError::Client { alias: self.alias.clone(), reason: e.to_string() })?;
         let deadline = Instant::now() + timeout;
         let md = loop {
-            let started = Instant::now();
-            let slice = deadline.saturating_duration_since(started).min(Duration::from_millis(500));
+            let slice = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(500));
             let result = client.fetch_metadata(None, slice);
+            // librdkafka queues its error and log events; polling hands them to the
+            // context (the consumer has no assignment, so no message can arrive).
+            let _ = client.poll(Duration::from_millis(100));
             if let Some(cause) = client.context().failure() {
                 return Err(self.security_error(cause));
             }
@@ -180,7 +182,7 @@ impl Cluster {
                     return Err(self.unreachable("metadata lists no brokers".into()));
                 }
                 Err(e) if Instant::now() >= deadline => return Err(self.unreachable(e.to_string())),
-                _ => std::thread::sleep(Duration::from_millis(100).saturating_sub(started.elapsed())),
+                _ => {}
             }
         };
         let topics = md.topics().iter().map(|t| t.name().to_string()).collect();
@@ -207,8 +209,8 @@ impl Cluster {
     }
 }
 
-/// Remembers the first TLS or SASL failure librdkafka reports. librdkafka calls the log
-/// callback from its own threads, so the failure is seen while `fetch_metadata` waits.
+/// Remembers the first TLS or SASL failure librdkafka reports (as an error or a log
+/// event, served by `poll`).
 #[derive(Default)]
 struct ProbeContext {
     failure: Mutex<Option<String>>,
