@@ -65,7 +65,10 @@ pub fn convert(text: &str) -> Result<Conversion, ImportError> {
         }
     }
     c.leftovers();
-    Ok(Conversion { toml: c.out, warnings: c.warnings })
+    // A global key (e.g. `ssl.truststore.location`) is looked at once per cluster.
+    let mut seen = BTreeSet::new();
+    let warnings = c.warnings.into_iter().filter(|w| seen.insert(w.clone())).collect();
+    Ok(Conversion { toml: c.out, warnings })
 }
 
 struct Converter {
