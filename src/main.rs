@@ -78,6 +78,12 @@ enum Command {
         /// The MirrorMaker 2 properties file (e.g. mm2.properties).
         file: PathBuf,
     },
+    /// Exit 0 if a running instance's /healthz answers (for container health checks).
+    Healthz {
+        /// Admin address of the instance.
+        #[arg(default_value = "127.0.0.1:9644")]
+        admin: std::net::SocketAddr,
+    },
 }
 
 #[derive(Subcommand)]
@@ -113,6 +119,15 @@ fn main() -> ExitCode {
     if let Command::ImportMm2 { file } = &cli.command {
         return import_mm2(file);
     }
+    if let Command::Healthz { admin } = &cli.command {
+        return match strait::status::healthz(*admin) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     if let Command::Check { config, offline: true, .. } = &cli.command {
         return match Config::load_offline(config) {
             Ok(c) => {
@@ -133,7 +148,7 @@ fn main() -> ExitCode {
         Command::Offsets { command: OffsetsCommand::Translate { group } }
         | Command::Failover { group, .. }
         | Command::Failback { group } => group.config.clone(),
-        Command::ImportMm2 { .. } => unreachable!("handled above"),
+        Command::ImportMm2 { .. } | Command::Healthz { .. } => unreachable!("handled above"),
     };
     let config = match Config::load(&config_path) {
         Ok(c) => c,
@@ -188,7 +203,7 @@ fn main() -> ExitCode {
         Command::Failback { group } => {
             with_flow(&config, &group, |ctx, out| ctx.failback(&group.group, out).map(|_| ()))
         }
-        Command::ImportMm2 { .. } => unreachable!("handled above"),
+        Command::ImportMm2 { .. } | Command::Healthz { .. } => unreachable!("handled above"),
     }
 }
 
