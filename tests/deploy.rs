@@ -196,7 +196,7 @@ fn systemd_unit_is_hardened_and_drains_on_stop() {
             .filter_map(|l| l.split_once('='))
             .filter(|(k, _)| k.trim() == key)
             .map(|(_, v)| v.trim().to_string())
-            .last()
+            .next_back()
             .unwrap_or_else(|| panic!("strait.service: {key}= is missing"))
     };
     assert!(value("ExecStart").ends_with("strait run --config /etc/strait/strait.toml"));
