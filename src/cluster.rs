@@ -3,7 +3,10 @@
 //!
 //! Property precedence, lowest first: strait's performance defaults, the cluster's
 //! `client` overrides, the role's `consumer`/`producer` overrides, and last the properties
-//! strait's guarantees depend on (config validation refuses overrides of those).
+//! strait's guarantees and the cluster's security depend on (config validation refuses
+//! overrides of those, and they are set after the overrides all the same).
+//!
+//! A `ClientConfig` holds the cluster's secrets in clear text: never log or print one.
 //!
 //! The `*_logged` constructors give each client a [`ClientLog`] context, so librdkafka's
 //! lines name the cluster and the client role and are classified by [`crate::logging`].
@@ -13,15 +16,19 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use rdkafka::admin::AdminClient;
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
 use rdkafka::ClientConfig;
 
 use crate::config::ClusterConfig;
 use crate::logging::ClientLog;
+use crate::security;
 
 /// The largest record strait mirrors (the producer's `message.max.bytes`).
 pub const MAX_RECORD_BYTES: u64 = 100 << 20;
@@ -35,6 +42,10 @@ pub enum ClusterError {
     Client { alias: String, reason: String },
     #[error("cluster `{alias}`: {operation} failed: {reason}")]
     Request { alias: String, operation: String, reason: String },
+    /// The broker answered but TLS or SASL failed: wrong password, untrusted certificate,
+    /// or a listener that expects another security protocol.
+    #[error("cluster `{alias}` ({bootstrap}) refused the connection: {cause} ({hint})")]
+    Security { alias: String, bootstrap: String, cause: String, hint: String },
 }
 
 /// A cluster alias with its settings; cheap to clone into tasks and threads.
@@ -58,7 +69,13 @@ impl Cluster {
         for (k, v) in &self.settings.client {
             cfg.set(k, v);
         }
+        self.apply_security(&mut cfg);
         cfg
+    }
+
+    /// TLS and SASL last, so that nothing set before can weaken them.
+    fn apply_security(&self, cfg: &mut ClientConfig) {
+        security::apply(cfg, self.settings.tls.as_ref(), self.settings.sasl.as_ref());
     }
 
     /// A consumer for reading mirrored topics: no automatic commits or offset stores,
@@ -73,6 +90,7 @@ impl Cluster {
         for (k, v) in &self.settings.consumer {
             cfg.set(k, v);
         }
+        self.apply_security(&mut cfg);
         cfg.set("group.id", group_id);
         cfg.set("enable.auto.commit", "false");
         cfg.set("enable.auto.offset.store", "false");
@@ -126,6 +144,7 @@ impl Cluster {
         for (k, v) in &self.settings.producer {
             cfg.set(k, v);
         }
+        self.apply_security(&mut cfg);
         cfg.set("enable.idempotence", "true");
         cfg.set("enable.gapless.guarantee", "true");
         cfg.set("acks", "all");
@@ -143,6 +162,7 @@ impl Cluster {
         for (k, v) in &self.settings.producer {
             cfg.set(k, v);
         }
+        self.apply_security(&mut cfg);
         cfg.set("client.id", format!("strait-{role}-{}", self.alias));
         cfg.set("enable.idempotence", "true");
         cfg.set("acks", "all");
@@ -235,17 +255,105 @@ impl Cluster {
         ClusterError::Request { alias: self.alias.clone(), operation: operation.into(), reason: reason.to_string() }
     }
 
-    /// Connects and describes the cluster for `strait check`.
+    /// Connects and describes the cluster for `strait check`. A TLS or SASL failure ends
+    /// the wait at once with its cause, instead of after `timeout` as "unreachable".
     pub fn probe(&self, timeout: Duration) -> Result<ClusterInfo, ClusterError> {
-        let client = self.metadata_client_logged()?;
-        let md = client.fetch_metadata(None, timeout).map_err(|e| self.unreachable(e.to_string()))?;
-        if md.brokers().is_empty() {
-            return Err(self.unreachable("metadata lists no brokers".into()));
-        }
+        let mut cfg = self.base_config("check");
+        cfg.set("enable.auto.commit", "false");
+        cfg.set("group.id", "strait.reader");
+        let client: BaseConsumer<ProbeContext> = cfg
+            .create_with_context(ProbeContext::default())
+            .map_err(|e| ClusterError::Client { alias: self.alias.clone(), reason: e.to_string() })?;
+        let deadline = Instant::now() + timeout;
+        let md = loop {
+            let slice = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(500));
+            let result = client.fetch_metadata(None, slice);
+            // librdkafka queues its error and log events; polling hands them to the
+            // context (the consumer has no assignment, so no message can arrive).
+            let _ = client.poll(Duration::from_millis(100));
+            if let Some(cause) = client.context().failure() {
+                return Err(self.security_error(cause));
+            }
+            match result {
+                Ok(md) if !md.brokers().is_empty() => break md,
+                Ok(_) if Instant::now() >= deadline => {
+                    return Err(self.unreachable("metadata lists no brokers".into()));
+                }
+                Err(e) if Instant::now() >= deadline => return Err(self.unreachable(e.to_string())),
+                _ => {}
+            }
+        };
         let topics = md.topics().iter().map(|t| t.name().to_string()).collect();
-        let api = md.brokers().iter().find_map(|b| api_versions(b.host(), b.port() as u16, timeout).ok());
+        // ApiVersions is spoken over a plain socket; a TLS or SASL listener would not
+        // answer it, so it is only tried where the cluster is plaintext.
+        let api = if self.settings.tls.is_none() && self.settings.sasl.is_none() {
+            md.brokers().iter().find_map(|b| api_versions(b.host(), b.port() as u16, timeout).ok())
+        } else {
+            None
+        };
         Ok(ClusterInfo { brokers: md.brokers().len(), topics, api })
     }
+
+    fn security_error(&self, cause: String) -> ClusterError {
+        let alias = &self.alias;
+        let hint = if cause.contains("SASL") || cause.contains("uthenticat") {
+            format!("check clusters.{alias}.sasl: mechanism, username and password")
+        } else if cause.contains("certificate") {
+            format!("check clusters.{alias}.tls.ca_file: it must hold the CA that signed the brokers' certificates")
+        } else {
+            format!("check that clusters.{alias}.tls and .sasl match the listener's security protocol")
+        };
+        ClusterError::Security { alias: alias.clone(), bootstrap: self.settings.bootstrap.clone(), cause, hint }
+    }
+}
+
+/// Remembers the first TLS or SASL failure librdkafka reports (as an error or a log
+/// event, served by `poll`).
+#[derive(Default)]
+struct ProbeContext {
+    failure: Mutex<Option<String>>,
+}
+
+impl ProbeContext {
+    fn failure(&self) -> Option<String> {
+        self.failure.lock().unwrap().clone()
+    }
+
+    fn note(&self, message: &str) {
+        if let Some(cause) = security_failure(message) {
+            self.failure.lock().unwrap().get_or_insert(cause);
+        }
+    }
+}
+
+impl ClientContext for ProbeContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        self.note(message);
+        tracing::debug!(target: "librdkafka", "{level:?} {fac}: {message}");
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.note(reason);
+        tracing::debug!(target: "librdkafka", "{error}: {reason}");
+    }
+}
+
+impl ConsumerContext for ProbeContext {}
+
+/// The cause, if a librdkafka message reports a TLS or SASL failure (these never include
+/// a password). The broker address prefix (`sasl_ssl://127.0.0.1:9093/1: `) is dropped.
+fn security_failure(message: &str) -> Option<String> {
+    const MARKERS: &[&str] = &[
+        "SASL authentication error",
+        "Authentication failed",
+        "SSL handshake failed",
+        "incorrect security.protocol",
+        "SASL handshake failed",
+        "Unsupported SASL mechanism",
+        "not supported by broker",
+    ];
+    let at = MARKERS.iter().filter_map(|m| message.find(m)).min()?;
+    Some(message[at..].trim().to_string())
 }
 
 /// What `strait check` reports about a reachable cluster.
@@ -330,6 +438,40 @@ mod tests {
         let s = parse_api_versions_v0(&body).unwrap();
         assert_eq!((s.api_count, s.produce, s.fetch), (2, (0, 12), (4, 17)));
         assert!(s.to_string().starts_with("Kafka 4.0 or newer"));
+    }
+
+    #[test]
+    fn recognises_security_failures() {
+        let auth = "sasl_ssl://127.0.0.1:21112/1: SASL authentication error: Authentication failed during \
+                    authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512 (after 3ms)";
+        assert!(security_failure(auth).unwrap().starts_with("SASL authentication error: Authentication failed"));
+        let tls = "ssl://127.0.0.1:1/bootstrap: SSL handshake failed: error:0A000086:SSL routines::certificate \
+                   verify failed: broker certificate could not be verified";
+        assert!(security_failure(tls).unwrap().starts_with("SSL handshake failed"));
+        assert!(security_failure("Connect to ipv4#127.0.0.1:1 failed: Connection refused").is_none());
+    }
+
+    #[test]
+    fn security_is_applied_last_for_every_role() {
+        let mut settings: ClusterConfig = serde_json::from_str(
+            r#"{"bootstrap":"h:1","tls":{"ca_file":"/ca.pem"},
+                "sasl":{"mechanism":"SCRAM-SHA-512","username":"u","password":"${PW}"}}"#,
+        )
+        .unwrap();
+        let env = [("PW".to_string(), "pw".to_string())].into_iter().collect();
+        security::resolve(settings.tls.as_mut(), settings.sasl.as_mut(), &env).unwrap_err(); // /ca.pem is missing
+        settings.tls.as_mut().unwrap().ca_file = None;
+        security::resolve(settings.tls.as_mut(), settings.sasl.as_mut(), &env).unwrap();
+        // Validation refuses these; even if one slipped through, the typed settings win.
+        settings.producer.insert("security.protocol".into(), "PLAINTEXT".into());
+        settings.consumer.insert("sasl.password".into(), "other".into());
+        let c = Cluster::new("a", &settings);
+        for cfg in [c.producer_config(1 << 20, Duration::from_secs(30)), c.consumer_config("g"), c.base_config("admin")] {
+            assert_eq!(cfg.get("security.protocol"), Some("SASL_SSL"));
+            assert_eq!(cfg.get("sasl.password"), Some("pw"));
+            assert_eq!(cfg.get("ssl.endpoint.identification.algorithm"), Some("https"));
+        }
+        assert!(!format!("{c:?}").contains("\"pw\""), "{c:?}");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use regex::Regex;
 use serde::Deserialize;
 
 use crate::logging::LogFormat;
+use crate::security::{self, ClusterSecurity, SaslConfig, TlsConfig};
 
 /// Everything that can be wrong with a config file. Each variant names the key.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +70,19 @@ pub struct ClusterConfig {
     /// over `client`.
     #[serde(default)]
     pub producer: ClientOverrides,
+    /// `[clusters.<alias>.tls]`: connect over TLS (see [`TlsConfig`]). Absent: plaintext.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// `[clusters.<alias>.sasl]`: authenticate with SASL (see [`SaslConfig`]).
+    #[serde(default)]
+    pub sasl: Option<SaslConfig>,
+}
+
+impl ClusterConfig {
+    /// The cluster's TLS and SASL settings as one.
+    pub fn security(&self) -> ClusterSecurity<'_> {
+        ClusterSecurity { tls: self.tls.as_ref(), sasl: self.sasl.as_ref() }
+    }
 }
 
 /// How a source topic is named on the target.
@@ -223,7 +237,8 @@ const PROTECTED_PROPERTIES: &[(&str, &str)] = &[
 ];
 
 impl Config {
-    /// Reads `path`, applies `STRAIT__` environment overrides, and validates.
+    /// Reads `path`, applies `STRAIT__` environment overrides, validates, and reads the
+    /// secrets (environment variables and files) the config references.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         Self::load_with_env(path, std::env::vars())
     }
@@ -231,13 +246,29 @@ impl Config {
     /// Like [`Config::load`] with an explicit environment, so tests need not mutate the
     /// process environment.
     pub fn load_with_env(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::Read { path: path.display().to_string(), reason: e.to_string() })?;
-        Self::parse(&text, env)
+        Self::parse(&read(path)?, env)
     }
 
-    /// Parses TOML text plus environment overrides, and validates.
+    /// Like [`Config::load`] but without reading secrets or checking that named files
+    /// exist: for validating a config meant for another machine (`check --offline`).
+    pub fn load_offline(path: &Path) -> Result<Config, ConfigError> {
+        Self::parse_offline(&read(path)?, std::env::vars())
+    }
+
+    /// Parses TOML text plus environment overrides, validates, and resolves secrets
+    /// (`${NAME}` references are looked up in `env`).
     pub fn parse(text: &str, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let env: BTreeMap<String, String> = env.into_iter().collect();
+        let mut config = Self::parse_offline(text, env.clone())?;
+        for (alias, cluster) in &mut config.clusters {
+            security::resolve(cluster.tls.as_mut(), cluster.sasl.as_mut(), &env)
+                .map_err(|(key, problem)| ConfigError::invalid(format!("clusters.{alias}.{key}"), problem))?;
+        }
+        Ok(config)
+    }
+
+    /// Parses TOML text plus environment overrides and validates; secrets stay unread.
+    pub fn parse_offline(text: &str, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
         let mut builder = config::Config::builder().add_source(config::File::from_str(text, config::FileFormat::Toml));
         for (name, value) in env {
             let Some(rest) = name.strip_prefix("STRAIT__") else { continue };
@@ -265,7 +296,12 @@ impl Config {
                 [("client", &cluster.client), ("consumer", &cluster.consumer), ("producer", &cluster.producer)]
             {
                 for name in props.keys() {
-                    if let Some((_, why)) = PROTECTED_PROPERTIES.iter().find(|(p, _)| p == name) {
+                    let why = PROTECTED_PROPERTIES
+                        .iter()
+                        .find(|(p, _)| p == name)
+                        .map(|(_, why)| why.to_string())
+                        .or_else(|| security::raw_property_problem(section, name));
+                    if let Some(why) = why {
                         return Err(ConfigError::invalid(
                             format!("{key}.{section}.\"{name}\""),
                             format!("cannot be overridden: {why}"),
@@ -273,6 +309,7 @@ impl Config {
                     }
                 }
             }
+            cluster.security().validate().map_err(|(k, p)| ConfigError::invalid(format!("{key}.{k}"), p))?;
         }
         if self.flows.is_empty() {
             return Err(ConfigError::invalid("flows", "at least one [[flows]] entry is required"));
@@ -408,6 +445,11 @@ pub fn anchored(pattern: &str) -> Result<Regex, regex::Error> {
     Regex::new(&format!("^(?:{pattern})$"))
 }
 
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::Read { path: path.display().to_string(), reason: e.to_string() })
+}
+
 fn validate_alias(alias: &str) -> Result<(), String> {
     let ok = !alias.is_empty() && alias.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if ok {
@@ -444,12 +486,24 @@ fn translate_config_error(err: config::ConfigError) -> ConfigError {
         let key = key.trim_end_matches('`');
         let key = normalize_key(key.trim_start_matches('.'));
         let (key, problem) = refine_key(&key, problem);
-        return ConfigError::invalid(key, problem);
+        return ConfigError::invalid(&key, hide_secret_value(&key, problem));
     }
     if let Some((key, problem)) = refine_toplevel(&text) {
         return ConfigError::invalid(key, problem);
     }
     ConfigError::invalid("config", text)
+}
+
+/// The config crate quotes the offending value in type errors (`invalid type: integer
+/// \`1234\``); for a key that holds a secret, that value must not reach the terminal.
+fn hide_secret_value(key: &str, problem: String) -> String {
+    let last = key.rsplit('.').next().unwrap_or(key);
+    if last.contains("password") && problem.contains('`') {
+        let expected = problem.split_once(", expected ").map(|(_, e)| e).unwrap_or("a string");
+        format!("invalid value (not shown, it may be a secret); expected {expected}")
+    } else {
+        problem
+    }
 }
 
 /// The config crate writes array paths as `flows[0]topics`; users read `flows[0].topics`.

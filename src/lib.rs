@@ -4,6 +4,7 @@
 //! is in [`mirror`].
 //!
 //! - [`config`]: the config file, typed and validated.
+//! - [`security`]: TLS and SASL per cluster, secrets from the environment or files.
 //! - [`cluster`]: librdkafka clients for one cluster, and the reachability probe.
 //! - [`kafka_ext`]: admin requests rdkafka's safe API lacks (the only `unsafe` code).
 //! - [`naming`]: which topics a flow mirrors and their names on the target.
@@ -17,6 +18,7 @@
 //! - [`failover`]: `offsets translate`, `failover`, `failback`.
 //! - [`recopy`]: `strait recopy`, copying a topic again after its target copy was lost.
 //! - [`verify`]: `strait verify`: every source record against its copy, through the map.
+//! - [`mm2_import`]: `strait import-mm2`, MirrorMaker 2 properties to a strait config.
 //! - [`lag`]: lag in records and seconds per partition, on an interval.
 //! - [`metrics`]: every exported metric.
 //! - [`logging`]: log format (text or JSON) and what librdkafka's log lines mean.
@@ -33,9 +35,11 @@ pub mod lag;
 pub mod logging;
 pub mod metrics;
 pub mod mirror;
+pub mod mm2_import;
 pub mod naming;
 pub mod offset_map;
 pub mod recopy;
+pub mod security;
 pub mod service;
 pub mod status;
 pub mod topic_sync;

@@ -30,6 +30,10 @@ enum Command {
         /// How long to wait for each cluster to answer, in seconds.
         #[arg(long, default_value_t = 10)]
         timeout: u64,
+        /// Only validate the config (keys, patterns, security settings); connect to
+        /// nothing and read no secret, e.g. for a config meant for another machine.
+        #[arg(long)]
+        offline: bool,
     },
     /// Print what `run` would change on the target clusters (topics, partitions, configs); change nothing.
     Plan {
@@ -110,6 +114,19 @@ enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// Convert a MirrorMaker 2 properties file into a strait config (TOML on stdout,
+    /// a warning on stderr for every key that could not be converted).
+    #[command(name = "import-mm2")]
+    ImportMm2 {
+        /// The MirrorMaker 2 properties file (e.g. mm2.properties).
+        file: PathBuf,
+    },
+    /// Exit 0 if a running instance's /healthz answers (for container health checks).
+    Healthz {
+        /// Admin address of the instance.
+        #[arg(default_value = "127.0.0.1:9644")]
+        admin: std::net::SocketAddr,
+    },
 }
 
 #[derive(Subcommand)]
@@ -135,6 +152,30 @@ struct GroupArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::ImportMm2 { file } = &cli.command {
+        return import_mm2(file);
+    }
+    if let Command::Healthz { admin } = &cli.command {
+        return match strait::status::healthz(*admin) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    if let Command::Check { config, offline: true, .. } = &cli.command {
+        return match Config::load_offline(config) {
+            Ok(c) => {
+                print!("{}", strait::check::offline(&c));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: invalid config {}: {e}", config.display());
+                ExitCode::from(2)
+            }
+        };
+    }
     let config_path = match &cli.command {
         Command::Check { config, .. }
         | Command::Plan { config }
@@ -145,6 +186,7 @@ fn main() -> ExitCode {
         Command::Offsets { command: OffsetsCommand::Translate { group } }
         | Command::Failover { group, .. }
         | Command::Failback { group } => group.config.clone(),
+        Command::ImportMm2 { .. } | Command::Healthz { .. } => unreachable!("handled above"),
     };
     let loaded = Config::load(&config_path);
     let env_format = std::env::var("STRAIT__LOG__FORMAT").ok();
@@ -160,10 +202,15 @@ fn main() -> ExitCode {
         Command::Check { timeout, .. } => {
             let report = strait::check::check(&config, Duration::from_secs(timeout));
             print!("{}", report.text);
-            if report.unreachable.is_empty() {
+            if !report.unreachable.is_empty() {
+                logging::report_error(format_args!("unreachable cluster(s): {}", report.unreachable.join(", ")));
+            }
+            if !report.refused.is_empty() {
+                logging::report_error(format_args!("cluster(s) refused TLS or SASL: {}", report.refused.join(", ")));
+            }
+            if report.unreachable.is_empty() && report.refused.is_empty() {
                 ExitCode::SUCCESS
             } else {
-                logging::report_error(format_args!("unreachable cluster(s): {}", report.unreachable.join(", ")));
                 ExitCode::from(1)
             }
         }
@@ -212,6 +259,25 @@ fn main() -> ExitCode {
         Command::Verify { flow, topic, since, json, strict, .. } => {
             let options = strait::verify::VerifyOptions { flow, topic, since_ms: since, strict };
             ExitCode::from(strait::verify::run(&config, &options, json))
+        }
+        Command::ImportMm2 { .. } | Command::Healthz { .. } => unreachable!("handled above"),
+    }
+}
+
+/// Exit 0 with the converted config (warnings do not fail it: each names a key to look
+/// at by hand); 2 when the file cannot be read or describes no usable cluster.
+fn import_mm2(file: &std::path::Path) -> ExitCode {
+    match strait::mm2_import::convert_file(file) {
+        Ok(conversion) => {
+            for warning in &conversion.warnings {
+                eprintln!("warning: {warning}");
+            }
+            print!("{}", conversion.toml);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", file.display());
+            ExitCode::from(2)
         }
     }
 }

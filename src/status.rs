@@ -22,16 +22,33 @@ const WORST: usize = 5;
 
 /// Fetches `/status` from a running instance.
 pub fn fetch(addr: SocketAddr) -> Result<Vec<FlowStatus>, String> {
+    let (_, body) = get(addr, "/status")?;
+    let value: serde_json::Value = serde_json::from_str(&body).map_err(|e| format!("malformed /status: {e}"))?;
+    serde_json::from_value(value["flows"].clone()).map_err(|e| format!("malformed /status: {e}"))
+}
+
+/// `strait healthz`: asks a running instance's `/healthz`, for container health checks
+/// in images without curl. Ok when it answers 200.
+pub fn healthz(addr: SocketAddr) -> Result<(), String> {
+    match get(addr, "/healthz")? {
+        (200, _) => Ok(()),
+        (code, body) => Err(format!("/healthz on {addr} answered {code}: {}", body.trim())),
+    }
+}
+
+/// A plain HTTP/1.1 GET on the admin endpoint: status code and body.
+fn get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
     let addr = if addr.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr };
     let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT)
         .map_err(|e| format!("no strait instance answers on {addr} ({e}); is `strait run` up? (or use --direct)"))?;
     stream.set_read_timeout(Some(TIMEOUT)).map_err(|e| e.to_string())?;
-    write!(stream, "GET /status HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).map_err(|e| format!("reading /status from {addr}: {e}"))?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b).ok_or("malformed HTTP response")?;
-    let value: serde_json::Value = serde_json::from_str(body).map_err(|e| format!("malformed /status: {e}"))?;
-    serde_json::from_value(value["flows"].clone()).map_err(|e| format!("malformed /status: {e}"))
+    stream.read_to_string(&mut response).map_err(|e| format!("reading {path} from {addr}: {e}"))?;
+    let (head, body) = response.split_once("\r\n\r\n").ok_or("malformed HTTP response")?;
+    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or("malformed HTTP status line")?;
+    Ok((code, body.to_string()))
 }
 
 /// Computes each flow's lag from the clusters, without a running instance.

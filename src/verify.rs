@@ -179,7 +179,7 @@ fn select_topics(ctx: &FlowContext, pattern: Option<&str>) -> Result<Vec<(String
 /// The flow's offset map as it stands now; empty when strait never wrote one.
 fn read_map(ctx: &FlowContext, target_topics: &HashMap<String, usize>) -> Result<FlowMap, VerifyError> {
     if !target_topics.contains_key(&offset_map::map_topic(&ctx.flow.source)) {
-        return Ok(FlowMap::default());
+        return Ok(FlowMap::new(crate::naming::TopicSelector::new(&ctx.flow)));
     }
     let mut reader = MapReader::new(&ctx.target, &ctx.flow)?;
     reader.catch_up(&ctx.target, Duration::from_secs(120))?;

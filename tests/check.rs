@@ -65,6 +65,9 @@ fn check_reports_both_clusters_and_matching_topics() {
     testbed();
     let topic = unique("orders");
     create_topic(us_east(), &topic, 2, &[]);
+    // CreateTopics returns when the controller committed the topic; the broker's
+    // metadata cache can follow a moment later on a loaded machine.
+    wait_for("the new topic in metadata", Duration::from_secs(10), || partitions(us_east(), &topic));
     let cfg = config_with_flows(&flow("us-east", "eu-west", &format!("{topic}.*"), "prefix", &unique("g")));
     let (_dir, path) = write_config(&cfg);
     let out = strait(&["check", "--config", path.to_str().unwrap()]);
