@@ -3,12 +3,14 @@
 #   make demo   start the local two-region test bed, live traffic on us-east, and strait
 #   make test   fetch Kafka, build, start the test bed, run every default test
 #
+# Longer runs: `make video-demo` (real encoded video mirrored across regions, per-video table).
+#
 # Both work on a fresh clone: Kafka's jars come from Maven Central (cached in
 # deploy/local/.kafka), librdkafka is compiled by the rdkafka crate.
 
 CARGO ?= cargo
 
-.PHONY: test demo build testbed clean-testbed
+.PHONY: test demo video-demo build testbed clean-testbed
 
 build:
 	$(CARGO) build --release --all-targets
@@ -22,6 +24,9 @@ test: build testbed
 
 demo:
 	scripts/demo
+
+video-demo:
+	scripts/video-demo
 
 clean-testbed:
 	deploy/local/testbed reset
