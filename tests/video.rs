@@ -157,6 +157,7 @@ fn a_chunk_over_the_target_limit_stops_strait_by_name_and_nothing_after_it_lands
         out_dir: out.path().into(),
         idle_timeout: Duration::from_secs(5),
         timeout: Duration::from_secs(60),
+        start_offsets: None,
     };
     let report = consume(&options, &expected, None).unwrap();
     let table = report.table();

@@ -193,6 +193,7 @@ fn run(command: Command) -> Result<bool> {
                 run,
                 idle_timeout: Duration::from_secs(idle_timeout_s),
                 timeout: Duration::from_secs(3600),
+                start_offsets: None,
             };
             let report = consume(&options, &manifest, None)?;
             print!("{}", report.table());
@@ -232,8 +233,12 @@ fn run(command: Command) -> Result<bool> {
                 );
             }
             let p = &outcome.produced;
+            let mode = match scenario.pace {
+                Pace::Burst => "burst: every chunk at once".to_string(),
+                Pace::RealTime(f) => format!("paced: each video over its playing time / {f}"),
+            };
             println!(
-                "\nproduced: {} videos, {} chunks, {:.1} MiB in {:.2} s ({:.1} MiB/s), run {}",
+                "\nproduced ({mode}): {} videos, {} chunks, {:.1} MiB in {:.2} s ({:.1} MiB/s), run {}",
                 manifest.videos.len(),
                 p.chunks,
                 p.bytes as f64 / 1048576.0,

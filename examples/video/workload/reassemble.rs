@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
 
 use super::chunks::ChunkMeta;
 use super::encode::{Manifest, Probe};
@@ -74,8 +75,9 @@ pub struct Reassembler {
     /// Only chunks of this run count; None accepts every run.
     pub run: Option<String>,
     pub videos: BTreeMap<String, VideoState>,
-    /// Chunk records of other runs, skipped.
+    /// Chunk records of other runs, skipped, and their bytes.
     pub other_runs: u64,
+    pub other_runs_bytes: u64,
 }
 
 impl Reassembler {
@@ -87,6 +89,7 @@ impl Reassembler {
     pub fn accept(&mut self, meta: &ChunkMeta, payload: &[u8], arrival: Arrival<'_>) -> Option<String> {
         if self.run.as_ref().is_some_and(|run| *run != meta.run) {
             self.other_runs += 1;
+            self.other_runs_bytes += payload.len() as u64;
             return None;
         }
         let state = self.videos.entry(meta.video_id.clone()).or_insert_with(|| VideoState {
@@ -171,6 +174,9 @@ pub struct ConsumeOptions {
     pub idle_timeout: Duration,
     /// Give up after this long in any case.
     pub timeout: Duration,
+    /// Read partitions `0..n` from these offsets (assigned, not subscribed); None: the
+    /// group's committed position, or the start of the topic for a new group.
+    pub start_offsets: Option<Vec<i64>>,
 }
 
 /// Consumes until every video of `manifest` is complete (or can never complete), or a
@@ -181,7 +187,16 @@ pub fn consume(options: &ConsumeOptions, manifest: &Manifest, mut ready: Option<
     std::fs::create_dir_all(&options.out_dir).with_context(|| format!("creating {}", options.out_dir.display()))?;
     let consumer: BaseConsumer =
         super::consumer_config(&options.bootstrap, &options.group).create().context("creating the consumer")?;
-    consumer.subscribe(&[&options.topic]).with_context(|| format!("subscribing to {}", options.topic))?;
+    match &options.start_offsets {
+        Some(offsets) => {
+            let mut assignment = TopicPartitionList::new();
+            for (partition, offset) in offsets.iter().enumerate() {
+                assignment.add_partition_offset(&options.topic, partition as i32, Offset::Offset(*offset))?;
+            }
+            consumer.assign(&assignment).with_context(|| format!("assigning {}", options.topic))?;
+        }
+        None => consumer.subscribe(&[&options.topic]).with_context(|| format!("subscribing to {}", options.topic))?,
+    }
     let started_ms = super::now_ms();
     let started = Instant::now();
     let mut last_chunk = Instant::now();
@@ -265,7 +280,12 @@ fn build_report(
             VideoReport::from_state(id, state, status, started_ms)
         })
         .collect();
-    Report { videos, foreign_records: foreign, other_runs: reassembler.other_runs }
+    Report {
+        videos,
+        foreign_records: foreign,
+        other_runs: reassembler.other_runs,
+        other_runs_bytes: reassembler.other_runs_bytes,
+    }
 }
 
 /// A video whose chunks all arrived: the same bytes as the source file, and it decodes

@@ -97,8 +97,9 @@ pub struct Report {
     pub videos: Vec<VideoReport>,
     /// Records without chunk headers in the topic (skipped).
     pub foreign_records: u64,
-    /// Chunk records of other production runs (skipped).
+    /// Chunk records of other production runs (skipped), and their bytes.
     pub other_runs: u64,
+    pub other_runs_bytes: u64,
 }
 
 impl Report {
@@ -146,8 +147,10 @@ impl Report {
         if self.foreign_records + self.other_runs > 0 {
             let _ = writeln!(
                 out,
-                "skipped: {} chunk records of other runs, {} records without chunk headers",
-                self.other_runs, self.foreign_records
+                "skipped: {} chunk records of other runs ({:.1} MiB), {} records without chunk headers",
+                self.other_runs,
+                self.other_runs_bytes as f64 / MIB,
+                self.foreign_records
             );
         }
         out

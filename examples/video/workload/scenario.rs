@@ -71,15 +71,18 @@ impl Scenario {
             eprintln!("created {} on {} ({} partitions)", self.topic, self.source, self.partitions);
         }
         self.wait_for_target_topic(Duration::from_secs(60))?;
-        let warm_up = self.warm_up(Duration::from_secs(120))?;
-        eprintln!("the mirror carries every partition of {} (warm-up took {warm_up:?})", self.topic);
+        let warm_up = Instant::now();
+        let start_offsets = self.warm_up(Duration::from_secs(120))?;
+        eprintln!("the mirror carries every partition of {} (warm-up took {:?})", self.topic, warm_up.elapsed());
         let uploads: Vec<Upload> = manifest
             .videos
             .iter()
             .map(|v| Upload::load(&self.video_dir, v, self.chunk_bytes))
             .collect::<Result<_>>()?;
 
-        let live_options = self.consume_options("live");
+        // The live reassembler starts where this run starts; the topic may hold earlier
+        // runs, which only the replay reads.
+        let live_options = ConsumeOptions { start_offsets: Some(start_offsets), ..self.consume_options("live") };
         let (ready_tx, ready_rx) = mpsc::channel();
         let live = std::thread::scope(|scope| -> Result<(Produced, Report)> {
             let consumer = scope.spawn(|| consume(&live_options, manifest, Some(ready_tx)));
@@ -109,6 +112,7 @@ impl Scenario {
             out_dir: self.out_dir.join(name),
             idle_timeout: self.idle_timeout,
             timeout: Duration::from_secs(1800),
+            start_offsets: None,
         }
     }
 
@@ -133,11 +137,20 @@ impl Scenario {
         }
     }
 
-    /// Sends a small record (header [`WARM_UP`]) to every partition of the source topic
-    /// and waits until each partition of the target topic grew.
-    fn warm_up(&self, timeout: Duration) -> Result<Duration> {
+    /// Sends a small record (key [`WARM_UP`]) to every partition of the source topic and
+    /// waits until each partition of the target topic grew. Returns the target's end
+    /// offsets then: where this run's chunks will start.
+    fn warm_up(&self, timeout: Duration) -> Result<Vec<i64>> {
         let started = Instant::now();
-        let before = topic::end_offsets(&self.target, &self.target_topic, self.partitions)?;
+        // A topic strait has just created may not have its leaders everywhere yet.
+        let end_offsets = || loop {
+            match topic::end_offsets(&self.target, &self.target_topic, self.partitions) {
+                Ok(offsets) => return Ok(offsets),
+                Err(e) if started.elapsed() > timeout => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(250)),
+            }
+        };
+        let before = end_offsets()?;
         let producer: BaseProducer = super::producer_config(&self.source, 1_000_000).create()?;
         for partition in 0..self.partitions {
             let headers = OwnedHeaders::new().insert(Header { key: WARM_UP, value: Some(self.run.as_str()) });
@@ -146,9 +159,9 @@ impl Scenario {
         }
         producer.flush(Duration::from_secs(30)).context("sending the warm-up records")?;
         loop {
-            let now = topic::end_offsets(&self.target, &self.target_topic, self.partitions)?;
+            let now = end_offsets()?;
             if now.iter().zip(&before).all(|(now, before)| now > before) {
-                return Ok(started.elapsed());
+                return Ok(now);
             }
             if started.elapsed() > timeout {
                 bail!("the warm-up records did not reach {} within {timeout:?}: is strait running?", self.target_topic);
