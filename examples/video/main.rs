@@ -109,12 +109,20 @@ impl PaceArg {
 
 #[derive(Args)]
 struct VideoDir {
-    /// Directory of the test videos and their manifest.
-    #[arg(long, default_value = "target/video")]
-    dir: PathBuf,
+    /// Directory of the test videos and their manifest (default: target/video, or
+    /// target/video-small with --small).
+    #[arg(long)]
+    dir: Option<PathBuf>,
     /// The two short videos of the default test suite instead of the full set.
     #[arg(long)]
     small: bool,
+}
+
+impl VideoDir {
+    fn path(&self) -> PathBuf {
+        let default = if self.small { "target/video-small" } else { "target/video" };
+        self.dir.clone().unwrap_or_else(|| default.into())
+    }
 }
 
 #[derive(Args)]
@@ -165,11 +173,11 @@ fn run(command: Command) -> Result<bool> {
             Ok(true)
         }
         Command::Produce { videos, source, chunk_bytes, run, pace } => {
-            let manifest = Manifest::load(&videos.dir)?;
+            let manifest = Manifest::load(&videos.path())?;
             let bootstrap = source.source.unwrap_or_else(|| testbed(19092));
             workload::topic::ensure(&bootstrap, &source.topic, source.partitions, &workload::topic_configs())?;
             let uploads: Vec<Upload> =
-                manifest.videos.iter().map(|v| Upload::load(&videos.dir, v, chunk_bytes)).collect::<Result<_>>()?;
+                manifest.videos.iter().map(|v| Upload::load(&videos.path(), v, chunk_bytes)).collect::<Result<_>>()?;
             let run = run.unwrap_or_else(|| format!("run-{}", workload::now_ms() as u64));
             let produced = produce(&bootstrap, &source.topic, &run, &uploads, pace.pace())?;
             println!(
@@ -183,12 +191,12 @@ fn run(command: Command) -> Result<bool> {
             Ok(true)
         }
         Command::Consume { videos, target, group, run, out, idle_timeout_s } => {
-            let manifest = Manifest::load(&videos.dir)?;
+            let manifest = Manifest::load(&videos.path())?;
             let group = group.unwrap_or_else(|| format!("video-reassembler-{}", workload::now_ms() as u64));
             let options = ConsumeOptions {
                 bootstrap: target.target.unwrap_or_else(|| testbed(29092)),
                 topic: target.target_topic,
-                out_dir: out.unwrap_or_else(|| videos.dir.join("out").join(&group)),
+                out_dir: out.unwrap_or_else(|| videos.path().join("out").join(&group)),
                 group,
                 run,
                 idle_timeout: Duration::from_secs(idle_timeout_s),
@@ -209,8 +217,8 @@ fn run(command: Command) -> Result<bool> {
                 target_topic: target.target_topic,
                 partitions: source.partitions,
                 chunk_bytes,
-                out_dir: videos.dir.join("out").join(&run),
-                video_dir: videos.dir,
+                out_dir: videos.path().join("out").join(&run),
+                video_dir: videos.path(),
                 group_prefix: format!("video-demo.{run}"),
                 run,
                 idle_timeout: Duration::from_secs(idle_timeout_s),
@@ -263,7 +271,7 @@ fn run(command: Command) -> Result<bool> {
 
 fn generate(videos: &VideoDir) -> Result<Manifest> {
     let specs = if videos.small { encode::small_set() } else { encode::full_set() };
-    encode::generate(&videos.dir, &specs)
+    encode::generate(&videos.path(), &specs)
 }
 
 /// What lz4 and zstd would save on these files: why the producer sends them uncompressed.
