@@ -9,10 +9,12 @@
 # or with password-less sudo) or prints the command to run. Kafka's jars come from
 # Maven Central (cached in deploy/local/.kafka), librdkafka is compiled by the rdkafka
 # crate.
+#
+# Longer runs: `make video-demo` (real encoded video mirrored across regions, per-video table).
 
 CARGO ?= cargo
 
-.PHONY: setup test demo build testbed clean-testbed
+.PHONY: setup test demo video-demo build testbed clean-testbed
 
 setup:
 	scripts/setup
@@ -29,6 +31,9 @@ test: setup build testbed
 
 demo: setup
 	scripts/demo
+
+video-demo:
+	scripts/video-demo
 
 clean-testbed:
 	deploy/local/testbed reset
