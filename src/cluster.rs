@@ -466,7 +466,8 @@ mod tests {
         settings.producer.insert("security.protocol".into(), "PLAINTEXT".into());
         settings.consumer.insert("sasl.password".into(), "other".into());
         let c = Cluster::new("a", &settings);
-        for cfg in [c.producer_config(1 << 20, Duration::from_secs(30)), c.consumer_config("g"), c.base_config("admin")] {
+        for cfg in [c.producer_config(1 << 20, Duration::from_secs(30)), c.consumer_config("g"), c.base_config("admin")]
+        {
             assert_eq!(cfg.get("security.protocol"), Some("SASL_SSL"));
             assert_eq!(cfg.get("sasl.password"), Some("pw"));
             assert_eq!(cfg.get("ssl.endpoint.identification.algorithm"), Some("https"));

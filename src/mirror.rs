@@ -38,13 +38,16 @@ pub(crate) mod slots;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{BaseRecord, Producer, PurgeConfig, ThreadedProducer};
+
+/// The producer of mirrored records.
+pub(crate) type DataProducer = ThreadedProducer<DeliveryTracker>;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
@@ -108,10 +111,18 @@ pub struct FlowShared {
     pub(crate) slots: Slots,
     pub(crate) budget: Budget,
     pub(crate) writer: Mutex<MapWriter>,
-    pub(crate) producer: OnceLock<Arc<ThreadedProducer<DeliveryTracker>>>,
+    /// The target producer; replaced as a whole when records must be sent again (see
+    /// [`FlowShared::restart_producer`]). `producer_generation` counts replacements.
+    producer: Mutex<Option<Arc<DataProducer>>>,
+    producer_generation: AtomicU64,
+    producer_config: rdkafka::ClientConfig,
     /// Set by rebalance callbacks; the loop then refreshes what it holds.
     pub(crate) rebalanced: AtomicBool,
-    /// Set when a record timed out or was purged; the loop re-sends.
+    /// Set by delivery reports when a record timed out or was purged: the loop replaces
+    /// the producer and re-sends.
+    pub(crate) restart_requested: AtomicBool,
+    /// Set when the producer was replaced: the loop moves each partition back to what
+    /// the target acknowledged (`PartitionSlot::pending_seek`).
     pub(crate) resend_requested: AtomicBool,
     /// The loop holds fetched records it has not sent: the consumer's position is ahead
     /// of what was handed to the producer.
@@ -186,6 +197,52 @@ impl FlowShared {
             flow: self.name.clone(),
             message: "stopped after an error reported above".into(),
         }))
+    }
+
+    /// The current target producer.
+    pub(crate) fn producer(&self) -> (u64, Arc<DataProducer>) {
+        let producer = self.producer.lock().unwrap().clone().expect("set at start");
+        (self.producer_generation.load(Ordering::SeqCst), producer)
+    }
+
+    fn new_producer(self: &Arc<Self>) -> Result<Arc<DataProducer>, MirrorError> {
+        self.producer_config.create_with_context(DeliveryTracker { shared: self.clone() }).map(Arc::new).map_err(|e| {
+            MirrorError::Client { flow: self.name.clone(), what: "the target producer", reason: e.to_string() }
+        })
+    }
+
+    /// Replaces the target producer and makes every owned partition start a new run
+    /// from what the target acknowledged.
+    ///
+    /// Why a new producer: the old one may still hold records queued behind one that
+    /// timed out, and would send them after the gap; and with the idempotent producer's
+    /// gapless guarantee, purging records a producer already numbered leaves it unable to
+    /// continue. A new producer starts a fresh sequence, and its first record of each
+    /// partition goes alone (see `Forwarder::forward`). The old one is purged at once, so
+    /// it sends nothing more; reports it still gives belong to ended runs and are ignored.
+    pub(crate) fn restart_producer(self: &Arc<Self>, why: &str) -> Result<(), MirrorError> {
+        let new = self.new_producer()?;
+        let mut restarted = 0;
+        for (_, _, slot_index) in self.slots.owned() {
+            let slot = self.slots.get(slot_index);
+            let (resume, last_target) = slot.unacknowledged_from();
+            if resume < 0 {
+                continue;
+            }
+            slot.begin_run(slot.epoch.load(Ordering::SeqCst).wrapping_add(1), resume, last_target);
+            slot.position_trusted.store(false, Ordering::SeqCst);
+            slot.pending_seek.store(resume, Ordering::SeqCst);
+            restarted += 1;
+        }
+        let old = self.producer.lock().unwrap().replace(new);
+        self.producer_generation.fetch_add(1, Ordering::SeqCst);
+        if let Some(old) = old {
+            old.purge(PurgeConfig::default().queue().inflight());
+        }
+        self.resend_requested.store(true, Ordering::SeqCst);
+        metrics::resend(&self.name);
+        tracing::warn!(flow = %self.name, partitions = restarted, "{why}; re-sending from the last acknowledged positions");
+        Ok(())
     }
 
     /// Records source retention removed before they were mirrored: counted and named.
@@ -294,8 +351,11 @@ pub fn start(
         slots: Slots::new(),
         budget: Budget::new(flow.max_in_flight_bytes),
         writer: Mutex::new(MapWriter::new(crate::offset_map::map_topic(&flow.source), map_producer)),
-        producer: OnceLock::new(),
+        producer: Mutex::new(None),
+        producer_generation: AtomicU64::new(0),
+        producer_config: target.producer_config(flow.max_in_flight_bytes, message_timeout),
         rebalanced: AtomicBool::new(false),
+        restart_requested: AtomicBool::new(false),
         resend_requested: AtomicBool::new(false),
         holds_records: AtomicBool::new(false),
         commit_failed: AtomicBool::new(false),
@@ -303,12 +363,8 @@ pub fn start(
         has_refusal: AtomicBool::new(false),
         status: FlowStatusCounters::default(),
     });
-    let producer: ThreadedProducer<DeliveryTracker> = target
-        .producer_config(flow.max_in_flight_bytes, message_timeout)
-        .create_with_context(DeliveryTracker { shared: shared.clone() })
-        .map_err(|e| client_err("the target producer", e))?;
-    let producer = Arc::new(producer);
-    let _ = shared.producer.set(producer.clone());
+    let producer = shared.new_producer()?;
+    *shared.producer.lock().unwrap() = Some(producer.clone());
     let handler = RebalanceHandler::new(shared.clone(), flow, target.clone()).map_err(|e| MirrorError::Client {
         flow: name.clone(),
         what: "the target metadata client",
@@ -324,10 +380,10 @@ pub fn start(
     let mut flow_loop = FlowLoop {
         shared: shared.clone(),
         consumer,
-        producer: producer.clone(),
         forwarder: Forwarder {
             shared: shared.clone(),
             producer,
+            producer_generation: 0,
             table: HashMap::new(),
             identity,
             flow_name: name.clone(),
@@ -386,7 +442,9 @@ struct TopicRoute {
 /// record borrowed from the consumer can be forwarded without copying it.
 struct Forwarder {
     shared: Arc<FlowShared>,
-    producer: Arc<ThreadedProducer<DeliveryTracker>>,
+    producer: Arc<DataProducer>,
+    /// The generation of `producer`; a newer one in `shared` replaces it.
+    producer_generation: u64,
     table: HashMap<String, TopicRoute>,
     /// With `rename = "identity"`: (header name, source alias, target alias).
     identity: Option<(String, String, String)>,
@@ -447,6 +505,9 @@ impl Forwarder {
         }
         if !slot.confirmed.load(Ordering::Acquire) && slot.in_flight.load(Ordering::SeqCst) > 0 {
             return Ok(Forwarded::MustWait(Wait::Budget));
+        }
+        if self.shared.producer_generation.load(Ordering::Relaxed) != self.producer_generation {
+            (self.producer_generation, self.producer) = self.shared.producer();
         }
         let size = record_size(message) as u64;
         if !self.shared.budget.try_admit(size) {
@@ -553,7 +614,6 @@ impl Ticks {
 struct FlowLoop {
     shared: Arc<FlowShared>,
     consumer: BaseConsumer<RebalanceHandler>,
-    producer: Arc<ThreadedProducer<DeliveryTracker>>,
     forwarder: Forwarder,
     routes: watch::Receiver<Routes>,
     shutdown: watch::Receiver<bool>,
@@ -591,6 +651,9 @@ impl FlowLoop {
             }
             if self.shared.rebalanced.swap(false, Ordering::SeqCst) {
                 self.after_rebalance();
+            }
+            if self.shared.restart_requested.swap(false, Ordering::SeqCst) {
+                self.shared.restart_producer("the target did not acknowledge records in time")?;
             }
             if self.shared.resend_requested.swap(false, Ordering::SeqCst) {
                 self.resend();
@@ -776,37 +839,16 @@ impl FlowLoop {
         }
     }
 
-    /// A record timed out or was purged. Younger records of its partition may still be
-    /// queued, and would land after the gap: purge everything, then re-send every
-    /// partition from what the target acknowledged.
+    /// The producer was replaced ([`FlowShared::restart_producer`]): moves each owned
+    /// partition back to where its new run begins and drops the records that waited
+    /// (they are fetched again).
     fn resend(&mut self) {
-        self.producer.purge(PurgeConfig::default().queue().inflight());
-        let owned = self.shared.slots.owned();
-        let slots: Vec<usize> = owned.iter().map(|o| o.2).collect();
-        self.shared.wait_until_acknowledged(&slots, Instant::now() + DRAIN_TIMEOUT);
-        // The map keeps what the target acknowledged in the ending runs.
-        let updates = self.shared.map_updates(&self.consumer, &slots);
-        if let Err(e) = self.shared.writer.lock().unwrap().write(updates) {
-            self.shared.refuse(MirrorError::Other { flow: self.flow_name.clone(), message: e.to_string() });
-            return;
-        }
-        let mut resent = 0;
-        for (topic, partition, slot_index) in owned {
+        for (topic, partition, slot_index) in self.shared.slots.owned() {
             let slot = self.shared.slots.get(slot_index);
-            let resume_at = if slot.needs_resend() {
-                resent += 1;
-                slot.acked_floor()
-            } else {
-                slot.safe_position().unwrap_or(-1)
-            };
+            let resume_at = slot.pending_seek.swap(-1, Ordering::SeqCst);
             if resume_at < 0 {
                 continue;
             }
-            let last_target = slot.acks.lock().unwrap().last_target_offset;
-            slot.begin_run(slot.epoch.load(Ordering::SeqCst).wrapping_add(1), resume_at, last_target);
-            // Records of it that waited are dropped below: its reported position may
-            // count them until a record from the new position arrives.
-            slot.position_trusted.store(false, Ordering::SeqCst);
             if let Err(e) = self.consumer.seek(&topic, partition, Offset::Offset(resume_at), Duration::from_secs(10)) {
                 self.shared.refuse(MirrorError::Other {
                     flow: self.flow_name.clone(),
@@ -820,12 +862,6 @@ impl FlowLoop {
         if let Fetching::Waiting { .. } = self.fetching {
             self.fetching = Fetching::Running;
         }
-        metrics::resend(&self.flow_name);
-        tracing::warn!(
-            flow = %self.flow_name,
-            partitions = resent,
-            "the target did not acknowledge records in time; re-sending from the last acknowledged positions"
-        );
     }
 
     /// Follows topic sync: new routes, more partitions, and the subscription.

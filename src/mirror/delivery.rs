@@ -81,7 +81,7 @@ impl ProducerContext for DeliveryTracker {
             }
             Err((error, m)) if retriable(error.rdkafka_error_code()) => {
                 if slot.fail(epoch, true) {
-                    shared.resend_requested.store(true, Ordering::SeqCst);
+                    shared.restart_requested.store(true, Ordering::SeqCst);
                     tracing::debug!(flow = %shared.name, "{}[{}]@{source_offset}: {error}; re-sending", m.topic(), m.partition());
                 }
             }

@@ -27,7 +27,6 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{Producer, PurgeConfig};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
@@ -120,8 +119,9 @@ impl RebalanceHandler {
     /// commit nothing for them.
     fn lose(&self, consumer: &BaseConsumer<RebalanceHandler>, leaving: &[(String, i32, usize)]) {
         let shared = &self.shared;
-        if let Some(producer) = shared.producer.get() {
-            producer.purge(PurgeConfig::default().queue().inflight());
+        // Nothing queued may reach the target now: another member owns these partitions.
+        if let Err(e) = shared.restart_producer("partitions lost") {
+            shared.refuse(e);
         }
         let mut writer = shared.writer.lock().unwrap();
         writer.purge();
@@ -148,10 +148,9 @@ impl RebalanceHandler {
             // The target does not answer: stop every record still queued so that none of
             // the leaving partitions lands after the next owner's copies. The partitions
             // that stay are re-sent from what the target acknowledged.
-            if let Some(producer) = shared.producer.get() {
-                producer.purge(PurgeConfig::default().queue().inflight());
+            if let Err(e) = shared.restart_producer("the target did not answer while partitions moved") {
+                shared.refuse(e);
             }
-            shared.wait_until_acknowledged(&slots, Instant::now() + Duration::from_secs(5));
             tracing::warn!(
                 flow = %shared.name,
                 "the target did not acknowledge within {DRAIN_TIMEOUT:?} while partitions moved to another \

@@ -105,6 +105,9 @@ pub struct PartitionSlot {
     /// inside rebalance callbacks, and while the consumer closes, librdkafka may count
     /// records it discards.
     pub(crate) position_seen: AtomicI64,
+    /// Where the loop must move the consumer because a new run began elsewhere (a
+    /// producer restart); -1: nowhere.
+    pub(crate) pending_seek: AtomicI64,
     /// The frontier the loop last computed (it also steps over transaction markers).
     pub(crate) frontier_seen: AtomicI64,
     pub(crate) acks: Mutex<Acks>,
@@ -122,6 +125,7 @@ impl Default for PartitionSlot {
             confirmed: AtomicBool::new(false),
             position_trusted: AtomicBool::new(true),
             position_seen: AtomicI64::new(-1),
+            pending_seek: AtomicI64::new(-1),
             frontier_seen: AtomicI64::new(-1),
             acks: Mutex::new(Acks { acked_next: -1, last_target_offset: -1, ..Acks::default() }),
             metrics: OnceLock::new(),
@@ -197,12 +201,6 @@ impl PartitionSlot {
         true
     }
 
-    /// One past the last acknowledged source offset of this run, or where it began.
-    pub(crate) fn acked_floor(&self) -> i64 {
-        let acked = self.acks.lock().unwrap().acked_next;
-        acked.max(self.started_at.load(Ordering::SeqCst))
-    }
-
     fn waiting_or_failed(&self, acks: &Acks) -> bool {
         // In flight is read after the acks lock is held: a refusal or acknowledgement
         // is recorded before its report decrements the count.
@@ -253,8 +251,17 @@ impl PartitionSlot {
         (acks.epoch, std::mem::take(&mut acks.closed), acks.open.clone(), next_downstream)
     }
 
-    pub(crate) fn needs_resend(&self) -> bool {
-        self.acks.lock().unwrap().resend
+    /// Where a new run must begin so that nothing unacknowledged is skipped, and the
+    /// highest target offset known to hold a copy. (-1, _) for a refused partition.
+    pub(crate) fn unacknowledged_from(&self) -> (i64, i64) {
+        let acks = self.acks.lock().unwrap();
+        if acks.failed {
+            return (-1, acks.last_target_offset);
+        }
+        let floor = acks.acked_next.max(self.started_at.load(Ordering::SeqCst));
+        let resume =
+            if self.waiting_or_failed(&acks) { floor } else { floor.max(self.fetched_next.load(Ordering::SeqCst)) };
+        (resume, acks.last_target_offset)
     }
 }
 
