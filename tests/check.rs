@@ -90,7 +90,8 @@ fn check_reports_both_clusters_and_matching_topics() {
 #[test]
 fn local_example_config_checks_out() {
     testbed();
-    let out = strait(&["check", "--config", repo_root().join("config/local.toml").to_str().unwrap()]);
+    let (_dir, path) = local_example_config();
+    let out = strait(&["check", "--config", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}\n{}", stdout(&out), stderr(&out));
 }
 

@@ -75,10 +75,11 @@ fn target_outage_pauses_then_recovers_without_loss() {
     assert!(out.status.success(), "{}", stderr(&out));
 
     // `strait check` names the unreachable region and exits 1.
+    let (_local_dir, local) = local_example_config();
     let out = common::strait(&[
         "check",
         "--config",
-        repo_root().join("config/local.toml").to_str().unwrap(),
+        local.to_str().unwrap(),
         "--timeout",
         "3",
     ]);

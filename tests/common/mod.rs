@@ -553,3 +553,9 @@ pub fn consume_as_group(bootstrap: &str, topic: &str, group: &str, max: usize) -
     c.unsubscribe();
     out
 }
+
+/// config/local.toml (the shipped example) pointed at this run's test bed ports.
+pub fn local_example_config() -> (tempfile::TempDir, PathBuf) {
+    let text = std::fs::read_to_string(repo_root().join("config/local.toml")).unwrap();
+    write_config(&text.replace("127.0.0.1:19092", us_east()).replace("127.0.0.1:29092", eu_west()))
+}
