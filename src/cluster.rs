@@ -33,6 +33,11 @@ use crate::security;
 /// The largest record strait mirrors (the producer's `message.max.bytes`).
 pub const MAX_RECORD_BYTES: u64 = 100 << 20;
 
+/// The producer's `batch.size` unless overridden. The broker checks a whole batch
+/// against the topic's `max.message.bytes`, so topic sync keeps target topics at or
+/// above it (see `topic_sync`).
+pub const DEFAULT_BATCH_BYTES: u64 = 1_000_000;
+
 /// Errors talking to a cluster. Each names the cluster alias.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -104,6 +109,11 @@ impl Cluster {
         cfg
     }
 
+    /// The largest batch the target producer builds (`batch.size`).
+    pub fn producer_batch_bytes(&self) -> u64 {
+        self.settings.producer.get("batch.size").and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_BATCH_BYTES)
+    }
+
     /// The source group's session timeout: how long a member may be silent before the
     /// group gives its partitions to another.
     pub fn session_timeout(&self) -> Duration {
@@ -135,7 +145,7 @@ impl Cluster {
     pub fn producer_config(&self, max_in_flight_bytes: u64, message_timeout: Duration) -> ClientConfig {
         let mut cfg = self.base_config("producer");
         cfg.set("linger.ms", "5");
-        cfg.set("batch.size", "1000000");
+        cfg.set("batch.size", DEFAULT_BATCH_BYTES.to_string());
         cfg.set("compression.type", "lz4");
         cfg.set("message.max.bytes", MAX_RECORD_BYTES.to_string());
         cfg.set("queue.buffering.max.kbytes", ((max_in_flight_bytes + MAX_RECORD_BYTES) / 1024).to_string());

@@ -35,6 +35,7 @@ pub(crate) mod budget;
 pub(crate) mod delivery;
 pub(crate) mod ownership;
 pub(crate) mod slots;
+pub(crate) mod target;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -45,9 +46,6 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{BaseRecord, Producer, PurgeConfig, ThreadedProducer};
-
-/// The producer of mirrored records.
-pub(crate) type DataProducer = ThreadedProducer<DeliveryTracker>;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
@@ -58,10 +56,10 @@ use crate::metrics;
 use crate::offset_map::writer::{MapAcks, MapWriter, PartitionUpdate};
 use crate::topic_sync::Routes;
 use budget::Budget;
-use delivery::DeliveryTracker;
 use ownership::{RebalanceHandler, DRAIN_TIMEOUT};
 pub use slots::PartitionSlot;
 use slots::{pack, Slots, MAX_PACKED_OFFSET, MAX_SLOTS};
+use target::{DataProducer, TargetProducer};
 
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// While records wait for the target, the loop still polls this often, so that the
@@ -112,18 +110,10 @@ pub struct FlowShared {
     pub(crate) budget: Budget,
     pub(crate) writer: Mutex<MapWriter>,
     /// The target producer; replaced as a whole when records must be sent again (see
-    /// [`FlowShared::restart_producer`]). `producer_generation` counts replacements.
-    producer: Mutex<Option<Arc<DataProducer>>>,
-    producer_generation: AtomicU64,
-    producer_config: rdkafka::ClientConfig,
+    /// [`FlowShared::restart_producer`]).
+    pub(crate) target: TargetProducer,
     /// Set by rebalance callbacks; the loop then refreshes what it holds.
     pub(crate) rebalanced: AtomicBool,
-    /// Set by delivery reports when a record timed out or was purged: the loop replaces
-    /// the producer and re-sends.
-    pub(crate) restart_requested: AtomicBool,
-    /// Set when the producer was replaced: the loop moves each partition back to what
-    /// the target acknowledged (`PartitionSlot::pending_seek`).
-    pub(crate) resend_requested: AtomicBool,
     /// The loop holds fetched records it has not sent: the consumer's position is ahead
     /// of what was handed to the producer.
     holds_records: AtomicBool,
@@ -199,18 +189,6 @@ impl FlowShared {
         }))
     }
 
-    /// The current target producer.
-    pub(crate) fn producer(&self) -> (u64, Arc<DataProducer>) {
-        let producer = self.producer.lock().unwrap().clone().expect("set at start");
-        (self.producer_generation.load(Ordering::SeqCst), producer)
-    }
-
-    fn new_producer(self: &Arc<Self>) -> Result<Arc<DataProducer>, MirrorError> {
-        self.producer_config.create_with_context(DeliveryTracker { shared: self.clone() }).map(Arc::new).map_err(|e| {
-            MirrorError::Client { flow: self.name.clone(), what: "the target producer", reason: e.to_string() }
-        })
-    }
-
     /// Replaces the target producer and makes every owned partition start a new run
     /// from what the target acknowledged.
     ///
@@ -221,7 +199,11 @@ impl FlowShared {
     /// partition goes alone (see `Forwarder::forward`). The old one is purged at once, so
     /// it sends nothing more; reports it still gives belong to ended runs and are ignored.
     pub(crate) fn restart_producer(self: &Arc<Self>, why: &str) -> Result<(), MirrorError> {
-        let new = self.new_producer()?;
+        let new = self.target.create(self).map_err(|e| MirrorError::Client {
+            flow: self.name.clone(),
+            what: "the target producer",
+            reason: e.to_string(),
+        })?;
         let mut restarted = 0;
         for (_, _, slot_index) in self.slots.owned() {
             let slot = self.slots.get(slot_index);
@@ -234,12 +216,10 @@ impl FlowShared {
             slot.pending_seek.store(resume, Ordering::SeqCst);
             restarted += 1;
         }
-        let old = self.producer.lock().unwrap().replace(new);
-        self.producer_generation.fetch_add(1, Ordering::SeqCst);
-        if let Some(old) = old {
+        if let Some(old) = self.target.install(new) {
             old.purge(PurgeConfig::default().queue().inflight());
         }
-        self.resend_requested.store(true, Ordering::SeqCst);
+        self.target.resend_requested.store(true, Ordering::SeqCst);
         metrics::resend(&self.name);
         tracing::warn!(flow = %self.name, partitions = restarted, "{why}; re-sending from the last acknowledged positions");
         Ok(())
@@ -344,31 +324,25 @@ pub fn start(
     let message_timeout = source.message_timeout();
     let map_producer: ThreadedProducer<MapAcks> = target
         .small_producer_config("offset-map", message_timeout)
-        .create_with_context(MapAcks::default())
+        .create_with_context(MapAcks::new(&target.alias))
         .map_err(|e| client_err("the offset-map producer", e))?;
     let shared = Arc::new(FlowShared {
         name: name.clone(),
         slots: Slots::new(),
         budget: Budget::new(flow.max_in_flight_bytes),
         writer: Mutex::new(MapWriter::new(crate::offset_map::map_topic(&flow.source), map_producer)),
-        producer: Mutex::new(None),
-        producer_generation: AtomicU64::new(0),
-        producer_config: target.producer_config(flow.max_in_flight_bytes, message_timeout),
+        target: TargetProducer::new(&target.alias, target.producer_config(flow.max_in_flight_bytes, message_timeout)),
         rebalanced: AtomicBool::new(false),
-        restart_requested: AtomicBool::new(false),
-        resend_requested: AtomicBool::new(false),
         holds_records: AtomicBool::new(false),
         commit_failed: AtomicBool::new(false),
         refusal: Mutex::new(None),
         has_refusal: AtomicBool::new(false),
         status: FlowStatusCounters::default(),
     });
-    let producer = shared.new_producer()?;
-    *shared.producer.lock().unwrap() = Some(producer.clone());
-    let handler = RebalanceHandler::new(shared.clone(), flow, target.clone()).map_err(|e| MirrorError::Client {
-        flow: name.clone(),
-        what: "the target metadata client",
-        reason: e.to_string(),
+    let producer = shared.target.create(&shared).map_err(|e| client_err("the target producer", e))?;
+    shared.target.install(producer.clone());
+    let handler = RebalanceHandler::new(shared.clone(), flow, source.alias.clone(), target.clone()).map_err(|e| {
+        MirrorError::Client { flow: name.clone(), what: "the target metadata client", reason: e.to_string() }
     })?;
     let consumer: BaseConsumer<RebalanceHandler> = source
         .consumer_config(&flow.consumer_group())
@@ -383,7 +357,7 @@ pub fn start(
         forwarder: Forwarder {
             shared: shared.clone(),
             producer,
-            producer_generation: 0,
+            producer_generation: shared.target.generation(),
             table: HashMap::new(),
             identity,
             flow_name: name.clone(),
@@ -506,8 +480,8 @@ impl Forwarder {
         if !slot.confirmed.load(Ordering::Acquire) && slot.in_flight.load(Ordering::SeqCst) > 0 {
             return Ok(Forwarded::MustWait(Wait::Budget));
         }
-        if self.shared.producer_generation.load(Ordering::Relaxed) != self.producer_generation {
-            (self.producer_generation, self.producer) = self.shared.producer();
+        if self.shared.target.generation() != self.producer_generation {
+            (self.producer_generation, self.producer) = self.shared.target.current();
         }
         let size = record_size(message) as u64;
         if !self.shared.budget.try_admit(size) {
@@ -652,10 +626,10 @@ impl FlowLoop {
             if self.shared.rebalanced.swap(false, Ordering::SeqCst) {
                 self.after_rebalance();
             }
-            if self.shared.restart_requested.swap(false, Ordering::SeqCst) {
+            if self.shared.target.restart_requested.swap(false, Ordering::SeqCst) {
                 self.shared.restart_producer("the target did not acknowledge records in time")?;
             }
-            if self.shared.resend_requested.swap(false, Ordering::SeqCst) {
+            if self.shared.target.resend_requested.swap(false, Ordering::SeqCst) {
                 self.resend();
             }
             if self.ticks.last_retry.elapsed() >= RETRY_DEFERRED_EVERY {

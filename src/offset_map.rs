@@ -312,6 +312,11 @@ impl StoredPartition {
         self.frontiers.values().next_back()
     }
 
+    /// Stored map records (chunks and frontiers).
+    pub fn records(&self) -> usize {
+        self.chunks.len() + self.frontiers.len()
+    }
+
     /// The largest generation any record of the partition carries.
     pub fn max_generation(&self) -> u64 {
         let chunks = self.chunks.keys().next_back().map_or(0, |k| k.0);

@@ -112,7 +112,8 @@ pub async fn plan(flow: &FlowConfig, source: &Cluster, target: &Cluster) -> Resu
 
     for (topic, partitions) in selected {
         let target_topic = selector.target_topic(&topic);
-        let wanted = source_configs.get(&topic).cloned().unwrap_or_default();
+        let mut wanted = source_configs.get(&topic).cloned().unwrap_or_default();
+        fit_batches(&mut wanted, target.producer_batch_bytes());
         match target_topics.get(&target_topic) {
             None => plan.create.push(CreateTopic {
                 name: target_topic.clone(),
@@ -280,6 +281,19 @@ async fn describe_synced_configs(
     Ok(out)
 }
 
+/// The broker checks each record *batch* against the topic's `max.message.bytes`, and
+/// strait's producer batches up to `batch.size` bytes of records: a target topic with a
+/// smaller limit (copied from a source whose producers batch less) would refuse batches
+/// of records that each fit. So a copied limit below the batch size is raised to it;
+/// no single record above the source's limit can exist on the source anyway.
+fn fit_batches(configs: &mut BTreeMap<String, String>, batch_bytes: u64) {
+    if let Some(limit) = configs.get_mut("max.message.bytes") {
+        if limit.parse::<u64>().is_ok_and(|l| l < batch_bytes) {
+            *limit = batch_bytes.to_string();
+        }
+    }
+}
+
 pub fn is_synced_config(name: &str) -> bool {
     !CONFIGS_NOT_SYNCED.contains(&name) && !CONFIG_PREFIXES_NOT_SYNCED.iter().any(|p| name.starts_with(p))
 }
@@ -324,6 +338,16 @@ impl std::fmt::Display for TopicPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_copied_message_size_limit_never_drops_below_the_batch_size() {
+        let mut c: BTreeMap<String, String> = [("max.message.bytes".to_string(), "100000".to_string())].into();
+        fit_batches(&mut c, 1_000_000);
+        assert_eq!(c["max.message.bytes"], "1000000");
+        let mut c: BTreeMap<String, String> = [("max.message.bytes".to_string(), "8388608".to_string())].into();
+        fit_batches(&mut c, 1_000_000);
+        assert_eq!(c["max.message.bytes"], "8388608");
+    }
 
     #[test]
     fn operational_configs_are_not_synced() {

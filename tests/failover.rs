@@ -402,55 +402,56 @@ fn failover_reports_the_rpo_when_replication_cannot_catch_up() {
     assert!(!stdout(&described).contains(&s.target_topic), "nothing may be committed on eu-west");
 }
 
-/// The offset map stays bounded: segments whose records the source's retention removed
-/// are pruned, and translation stays exact afterwards.
+/// The offset map stays bounded: chunks whose records the source's retention removed are
+/// pruned, and translation stays exact afterwards.
 #[test]
 fn offset_map_is_pruned_below_the_source_log_start() {
     testbed();
     let topic = unique("fo-prune");
     create_topic(us_east(), &topic, 1, &[]);
-    // Five transactions: each commit marker splits the map into another segment. (The
-    // flow leaves out `heartbeats`, so the map holds this topic alone.)
-    let tx: BaseProducer =
-        ClientConfig::new().set("bootstrap.servers", us_east()).set("transactional.id", unique("tx")).create().unwrap();
+    // 600 transactions of 5 records: a commit marker after each. The gaps stay inside
+    // the runs; the first chunk closes when it holds 512 of them.
+    let tx: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", us_east())
+        .set("transactional.id", unique("tx"))
+        .set("linger.ms", "0")
+        .create()
+        .unwrap();
     tx.init_transactions(Duration::from_secs(30)).unwrap();
     let mut all = Vec::new();
-    for round in 0..5 {
-        let batch = records(&format!("t{round}"), 100, 1);
+    for round in 0..600 {
+        let batch = records(&format!("t{round}"), 5, 1);
         tx.begin_transaction().unwrap();
         send_all(&tx, &topic, &batch);
         tx.commit_transaction(Duration::from_secs(30)).unwrap();
         all.extend(batch);
     }
-    let admin =
-        format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
     let cfg = config_with_flows(&format!(
         "{}checkpoint_interval_ms = 500\nheartbeat_interval_ms = 0\ntopics_exclude = [\"heartbeats\"]\n",
         flow("us-east", "eu-west", &topic, "prefix", &unique("strait"))
-    ))
-    .replace("127.0.0.1:0", &admin);
+    ));
     let (_dir, path) = write_config(&cfg);
     let _strait = Strait::start(&path);
     let target_topic = format!("us-east.{topic}");
-    wait_for_count(eu_west(), &target_topic, 500, Duration::from_secs(60));
+    wait_for_count(eu_west(), &target_topic, all.len(), Duration::from_secs(90));
     let group = unique("app");
-    let read_source = console_read("us-east", &topic, &group, Some(350));
-    let before = wait_for("the map size to be reported", Duration::from_secs(60), || {
-        metric(&admin, "strait_offset_map_segments").filter(|n| *n >= 5.0)
-    });
+    let read_source = console_read("us-east", &topic, &group, Some(2_700));
+    let chunks = || map_records(&topic, 0) - 1; // minus the frontier record
+    let before = wait_for("the first chunk to close", Duration::from_secs(60), || (chunks() >= 2).then(|| chunks()));
 
-    // Retention (here: delete-records) removes the first two transactions and markers.
+    // Retention (here: delete-records) removes the first 517 transactions and markers,
+    // everything the first chunk maps.
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("delete.json");
     std::fs::write(
         &spec,
-        format!(r#"{{"partitions":[{{"topic":"{topic}","partition":0,"offset":202}}],"version":1}}"#),
+        format!(r#"{{"partitions":[{{"topic":"{topic}","partition":0,"offset":3102}}],"version":1}}"#),
     )
     .unwrap();
     let out = testbed_cmd(&["tool", "us-east", "kafka-delete-records", "--offset-json-file", spec.to_str().unwrap()]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-    wait_for("segments below the log start to be pruned", Duration::from_secs(60), || {
-        metric(&admin, "strait_offset_map_segments").filter(|n| *n <= before - 2.0)
+    wait_for("the chunk below the log start to be pruned", Duration::from_secs(60), || {
+        (chunks() < before).then_some(())
     });
 
     // Still exact for a group past the pruned range.

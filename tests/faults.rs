@@ -511,3 +511,49 @@ fn diagnose() {
     }
     eprintln!("copy runs (target offset, source offset, len): {runs:?}");
 }
+
+/// Defect 9: a transactional source (a commit marker after every 50 records) needs few
+/// map records: the gaps stay inside runs and chunks pack the runs. Every position,
+/// markers included, still translates exactly.
+#[test]
+fn a_transactional_source_needs_few_map_records() {
+    testbed();
+    let topic = unique("txmap");
+    create_topic(us_east(), &topic, 1, &[]);
+    let tx: rdkafka::producer::BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", us_east())
+        .set("transactional.id", unique("tx"))
+        .set("linger.ms", "0")
+        .create()
+        .unwrap();
+    use rdkafka::producer::Producer;
+    tx.init_transactions(Duration::from_secs(30)).unwrap();
+    let transactions = 200;
+    for t in 0..transactions {
+        tx.begin_transaction().unwrap();
+        send_all(&tx, &topic, &records(&format!("t{t}"), 0..50, 1, 20));
+        tx.commit_transaction(Duration::from_secs(30)).unwrap();
+    }
+    let (_dir, path, _) = config(&topic, "", "");
+    let mut strait = Strait::start(&path);
+    let target_topic = format!("us-east.{topic}");
+    wait_for_count(eu_west(), &target_topic, transactions * 50, Duration::from_secs(120));
+    let (status, _) = strait.terminate();
+    assert!(status.success(), "{}", strait.log_text());
+
+    let flow: strait::config::FlowConfig =
+        serde_json::from_value(serde_json::json!({"source": "us-east", "target": "eu-west", "topics": [".*"]}))
+            .unwrap();
+    let mut reader = strait::offset_map::MapReader::new(&cluster("eu-west", eu_west()), &flow).unwrap();
+    reader.catch_up(&cluster("eu-west", eu_west()), Duration::from_secs(30)).unwrap();
+    let stored = reader.map.stored(&topic, 0).expect("a map for the topic");
+    let runs: Vec<_> = reader.map.partition(&topic, 0).runs().cloned().collect();
+    eprintln!(
+        "{transactions} transactions: {} map records, {} runs, {} gaps",
+        stored.records(),
+        runs.len(),
+        runs.iter().map(|r| r.gaps.len()).sum::<usize>()
+    );
+    assert!(stored.records() <= 4, "{} map records for {transactions} transactions", stored.records());
+    assert_translation_exact(&topic, &target_topic, 0);
+}

@@ -31,10 +31,14 @@ impl ClientContext for DeliveryTracker {
         metrics::librdkafka_statistics(&self.shared.name, "producer", &statistics);
     }
 
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        crate::logging::librdkafka(&self.shared.target.alias, "producer", level, facility, message);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         metrics::error(&self.shared.name, "target");
         self.shared.set_error(format!("target: {reason}"));
-        tracing::warn!(flow = %self.shared.name, "target producer: {error}: {reason}");
+        crate::logging::librdkafka_error(&self.shared.target.alias, "producer", &error, reason);
     }
 }
 
@@ -81,7 +85,7 @@ impl ProducerContext for DeliveryTracker {
             }
             Err((error, m)) if retriable(error.rdkafka_error_code()) => {
                 if slot.fail(epoch, true) {
-                    shared.restart_requested.store(true, Ordering::SeqCst);
+                    shared.target.restart_requested.store(true, Ordering::SeqCst);
                     tracing::debug!(flow = %shared.name, "{}[{}]@{source_offset}: {error}; re-sending", m.topic(), m.partition());
                 }
             }
@@ -110,7 +114,10 @@ pub(crate) fn refusal_hint(error: &KafkaError, target_topic: &str) -> String {
     match error.rdkafka_error_code() {
         Some(RDKafkaErrorCode::MessageSizeTooLarge) => format!(
             "Raise `max.message.bytes` of topic `{target_topic}` on the target (and the broker's \
-             `message.max.bytes` if needed), then restart strait."
+             `message.max.bytes` if needed), then restart strait. If the record itself is below \
+             that limit, a batch of records was not: the limit must be at least the producer's \
+             `batch.size` (topic sync keeps copied limits there; lower `batch.size` under \
+             [clusters.<target>.producer] for topics whose limit strait does not manage)."
         ),
         Some(RDKafkaErrorCode::TopicAuthorizationFailed) => format!("Grant strait WRITE on `{target_topic}`."),
         _ => String::new(),

@@ -46,6 +46,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// The consumer's context: rebalances, errors, statistics.
 pub struct RebalanceHandler {
     pub(crate) shared: Arc<FlowShared>,
+    /// The source cluster's alias, for logs.
+    source_alias: String,
     takeover: std::sync::Mutex<Takeover>,
 }
 
@@ -64,13 +66,14 @@ impl RebalanceHandler {
     pub(crate) fn new(
         shared: Arc<FlowShared>,
         flow: &crate::config::FlowConfig,
+        source_alias: String,
         target: Cluster,
     ) -> Result<Self, crate::cluster::ClusterError> {
         let target_meta = target.metadata_client()?;
         let selector = TopicSelector::new(flow);
         let takeover =
             Takeover { flow: flow.clone(), target, target_meta, map: None, selector, deferred: BTreeMap::new() };
-        Ok(RebalanceHandler { shared, takeover: std::sync::Mutex::new(takeover) })
+        Ok(RebalanceHandler { shared, source_alias, takeover: std::sync::Mutex::new(takeover) })
     }
 
     /// Starts partitions whose takeover was deferred (called by the data path).
@@ -375,10 +378,14 @@ impl ClientContext for RebalanceHandler {
         metrics::librdkafka_statistics(&self.shared.name, "consumer", &statistics);
     }
 
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        crate::logging::librdkafka(&self.source_alias, "consumer", level, facility, message);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         metrics::source_error(&self.shared.name);
         self.shared.set_error(format!("source: {reason}"));
-        tracing::warn!(flow = %self.shared.name, "source consumer: {error}: {reason}");
+        crate::logging::librdkafka_error(&self.source_alias, "consumer", &error, reason);
     }
 }
 

@@ -32,15 +32,30 @@ pub(crate) const RUNS_PER_CHUNK: usize = 64;
 const GAPS_PER_CHUNK: usize = GAPS_PER_RUN;
 
 /// Acknowledgements of map batches (the map producer's delivery reports).
-#[derive(Default)]
 pub(crate) struct MapAcks {
+    /// The target cluster's alias, for logs.
+    alias: String,
     /// The newest batch whose last record was acknowledged.
     acked: AtomicU64,
     /// The newest batch one of whose records failed.
     failed: AtomicU64,
 }
 
-impl ClientContext for MapAcks {}
+impl MapAcks {
+    pub fn new(alias: &str) -> MapAcks {
+        MapAcks { alias: alias.to_string(), acked: AtomicU64::new(0), failed: AtomicU64::new(0) }
+    }
+}
+
+impl ClientContext for MapAcks {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        crate::logging::librdkafka(&self.alias, "offset-map", level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        crate::logging::librdkafka_error(&self.alias, "offset-map", &error, reason);
+    }
+}
 
 impl ProducerContext for MapAcks {
     /// `batch << 1 | 1` on the last record of a batch.

@@ -559,3 +559,14 @@ pub fn local_example_config() -> (tempfile::TempDir, PathBuf) {
     let text = std::fs::read_to_string(repo_root().join("config/local.toml")).unwrap();
     write_config(&text.replace("127.0.0.1:19092", us_east()).replace("127.0.0.1:29092", eu_west()))
 }
+
+/// Map records (chunks and frontiers) stored for one partition of a us-east -> eu-west
+/// prefix flow.
+pub fn map_records(topic: &str, partition: i32) -> usize {
+    let flow: strait::config::FlowConfig =
+        serde_json::from_value(serde_json::json!({"source": "us-east", "target": "eu-west", "topics": [".*"]}))
+            .unwrap();
+    let mut reader = strait::offset_map::MapReader::new(&cluster("eu-west", eu_west()), &flow).unwrap();
+    reader.catch_up(&cluster("eu-west", eu_west()), Duration::from_secs(30)).unwrap();
+    reader.map.stored(topic, partition).map_or(0, |s| s.records())
+}
