@@ -110,13 +110,13 @@ fn describe() {
         "librdkafka: messages in the client's queues (producer: waiting for the target)."
     );
     describe_gauge!(KAFKA_QUEUE_BYTES, Unit::Bytes, "librdkafka: bytes in the client's queues.");
-    describe_counter!(OFFSET_MAP_RECORDS_TOTAL, "Records written to the offset-map topic (segments and frontiers).");
+    describe_counter!(OFFSET_MAP_RECORDS_TOTAL, "Records written to the offset-map topic (chunks and frontiers).");
     describe_histogram!(
         OFFSET_MAP_WRITE_SECONDS,
         Unit::Seconds,
         "Time the data-path thread spent per commit round preparing and handing offset-map records to the producer."
     );
-    describe_gauge!(OFFSET_MAP_SEGMENTS, "Segments stored in the flow's offset map after pruning.");
+    describe_gauge!(OFFSET_MAP_SEGMENTS, "Runs stored in the flow's offset map after pruning.");
     describe_counter!(
         SOURCE_RECORDS_LOST_TOTAL,
         "Source records removed by retention before strait mirrored them (they cannot reach the target; \
