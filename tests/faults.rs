@@ -437,7 +437,7 @@ fn a_rebalance_with_a_slow_target_does_not_stop_the_flow() {
     assert!(a.is_running(), "the first instance stopped during the rebalance:\n{}", a.log_text());
     assert!(b.is_running(), "{}", b.log_text());
     target_quota(&client, 1_000_000_000);
-    let target = wait_for_count(eu_west(), &format!("us-east.{topic}"), recs.len(), Duration::from_secs(180));
+    let target = wait_for_every(eu_west(), &format!("us-east.{topic}"), &recs, Duration::from_secs(180));
     let (s, t) = (by_partition(&recs), by_partition(&target));
     for (p, want) in &s {
         let mut seen = std::collections::HashSet::new();

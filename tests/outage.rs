@@ -99,7 +99,7 @@ fn target_outage_pauses_then_recovers_without_loss() {
     assert!(out.status.success(), "{}", stderr(&out));
     let mut all = first.clone();
     all.extend(during);
-    let target = wait_for_count(eu_west(), &target_topic, all.len(), Duration::from_secs(180));
+    let target = wait_for_every(eu_west(), &target_topic, &all, Duration::from_secs(180));
     eprintln!("caught up {:?} after eu-west returned", back.elapsed());
     let (s, t) = (by_partition(&all), by_partition(&target));
     for (p, want) in s {

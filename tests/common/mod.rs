@@ -360,6 +360,36 @@ pub fn wait_for_count(bootstrap: &str, topic: &str, count: usize, timeout: Durat
     }
 }
 
+/// Waits until the target topic holds every record of `expected` (same partition and
+/// key), counting duplicates once: under re-sends the total can reach `expected.len()`
+/// while records are still missing, so a plain count would end the wait too early.
+pub fn wait_for_every(bootstrap: &str, topic: &str, expected: &[Rec], timeout: Duration) -> Vec<Rec> {
+    let want: std::collections::HashSet<(i32, Option<Vec<u8>>)> =
+        expected.iter().map(|r| (r.partition, r.key.clone())).collect();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let total: i64 = end_offsets(bootstrap, topic).values().sum();
+        if total as usize >= want.len() {
+            let recs = read_all(bootstrap, topic);
+            let have: std::collections::HashSet<_> = recs.iter().map(|r| (r.partition, r.key.clone())).collect();
+            let missing = want.difference(&have).count();
+            if missing == 0 {
+                return recs;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out: {topic} on {bootstrap} lacks {missing} of {} records ({} read)",
+                    want.len(),
+                    recs.len()
+                );
+            }
+        } else if Instant::now() > deadline {
+            panic!("timed out: {topic} on {bootstrap} has {total} records, {} expected", want.len());
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
 /// Groups records by partition, preserving order.
 pub fn by_partition(records: &[Rec]) -> BTreeMap<i32, Vec<Rec>> {
     let mut out: BTreeMap<i32, Vec<Rec>> = BTreeMap::new();
