@@ -72,6 +72,8 @@ const PAUSE_ABOVE_WAITING_BYTES: usize = 16 << 20;
 const MAP_SETTLE_EVERY: Duration = Duration::from_millis(20);
 /// How often partitions whose takeover was deferred are retried.
 const RETRY_DEFERRED_EVERY: Duration = Duration::from_secs(1);
+/// How often the loop looks for records that waited too long for the target.
+const STALL_CHECK_EVERY: Duration = Duration::from_millis(200);
 
 /// Why a flow stopped. Each names the flow, and where relevant the record or topic.
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +124,9 @@ pub struct FlowShared {
     /// The first error that stops the flow.
     refusal: Mutex<Option<MirrorError>>,
     has_refusal: AtomicBool,
+    /// How long a record may wait for the target before its partition is re-sent: half
+    /// librdkafka's message timeout (see [`FlowShared::resend_stalled`]).
+    resend_after: Duration,
     pub status: FlowStatusCounters,
 }
 
@@ -238,14 +243,46 @@ impl FlowShared {
         tracing::error!(flow = %self.name, "{message}");
     }
 
+    /// Re-sends every partition when one has a record that waited `resend_after` for the
+    /// target. librdkafka expires records after its message timeout on its own, and
+    /// expiry is not covered by the gapless guarantee: with part of a partition's queue
+    /// expired, later records of it can still land, ahead of the re-sent ones. Replacing
+    /// the producer first (at half the timeout) stops the later records from being sent.
+    pub(crate) fn resend_stalled(self: &Arc<Self>) -> Result<(), MirrorError> {
+        let now = Instant::now();
+        let stalled = self
+            .slots
+            .owned()
+            .iter()
+            .filter(|(_, _, slot)| self.slots.get(*slot).oldest_wait(now).is_some_and(|w| w >= self.resend_after))
+            .count();
+        if stalled == 0 {
+            return Ok(());
+        }
+        self.restart_producer(&format!(
+            "the target did not acknowledge records of {stalled} partition(s) within {:?}",
+            self.resend_after
+        ))
+    }
+
     /// Waits until the target answered for every record of `slots` sent so far.
-    pub(crate) fn wait_until_acknowledged(&self, slots: &[usize], deadline: Instant) -> bool {
+    /// Stalled partitions are re-sent meanwhile (see [`FlowShared::resend_stalled`]): this
+    /// wait blocks the loop, which otherwise does that.
+    pub(crate) fn wait_until_acknowledged(self: &Arc<Self>, slots: &[usize], deadline: Instant) -> bool {
+        let mut last_check = Instant::now();
         loop {
             if slots.iter().all(|s| self.slots.get(*s).in_flight.load(Ordering::SeqCst) == 0) {
                 return true;
             }
             if Instant::now() >= deadline {
                 return false;
+            }
+            if last_check.elapsed() >= STALL_CHECK_EVERY {
+                last_check = Instant::now();
+                if let Err(e) = self.resend_stalled() {
+                    self.refuse(e);
+                    return false;
+                }
             }
             self.budget.wait(Duration::from_millis(5));
         }
@@ -337,6 +374,7 @@ pub fn start(
         commit_failed: AtomicBool::new(false),
         refusal: Mutex::new(None),
         has_refusal: AtomicBool::new(false),
+        resend_after: message_timeout / 2,
         status: FlowStatusCounters::default(),
     });
     let producer = shared.target.create(&shared).map_err(|e| client_err("the target producer", e))?;
@@ -505,6 +543,7 @@ impl Forwarder {
         slot.in_flight.fetch_add(1, Ordering::SeqCst);
         match self.producer.send(record) {
             Ok(()) => {
+                slot.sent.lock().unwrap().sent(offset, Instant::now());
                 slot.fetched_next.store(offset + 1, Ordering::SeqCst);
                 slot.position_trusted.store(true, Ordering::SeqCst);
                 Ok(Forwarded::Sent)
@@ -568,6 +607,7 @@ struct Ticks {
     last_map_write: Instant,
     last_settle: Instant,
     last_retry: Instant,
+    last_stall_check: Instant,
     /// What was last committed per slot; cleared when a commit failed.
     last_committed: HashMap<usize, i64>,
 }
@@ -580,6 +620,7 @@ impl Ticks {
             last_map_write: now,
             last_settle: now,
             last_retry: now,
+            last_stall_check: now,
             last_committed: HashMap::new(),
         }
     }
@@ -628,6 +669,10 @@ impl FlowLoop {
             }
             if self.shared.target.restart_requested.swap(false, Ordering::SeqCst) {
                 self.shared.restart_producer("the target did not acknowledge records in time")?;
+            }
+            if self.ticks.last_stall_check.elapsed() >= STALL_CHECK_EVERY {
+                self.ticks.last_stall_check = Instant::now();
+                self.shared.resend_stalled()?;
             }
             if self.shared.target.resend_requested.swap(false, Ordering::SeqCst) {
                 self.resend();

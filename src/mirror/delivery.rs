@@ -9,7 +9,7 @@
 //!   the flow stops. The producer runs with `enable.gapless.guarantee`, so nothing after
 //!   the refused record reaches the target either.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -24,6 +24,9 @@ use crate::metrics;
 /// Receives the target's acknowledgements.
 pub struct DeliveryTracker {
     pub(crate) shared: Arc<FlowShared>,
+    /// This producer was replaced: its queue was discarded on purpose, so the fatal
+    /// "gap-less ordering" error librdkafka raises for it is expected, not a fault.
+    pub(crate) retired: AtomicBool,
 }
 
 impl ClientContext for DeliveryTracker {
@@ -32,10 +35,18 @@ impl ClientContext for DeliveryTracker {
     }
 
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        if self.retired.load(Ordering::Relaxed) {
+            tracing::debug!(cluster = %self.shared.target.alias, facility, "replaced producer: {message}");
+            return;
+        }
         crate::logging::librdkafka(&self.shared.target.alias, "producer", level, facility, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        if self.retired.load(Ordering::Relaxed) {
+            tracing::debug!(cluster = %self.shared.target.alias, "replaced producer: {reason}");
+            return;
+        }
         metrics::error(&self.shared.name, "target");
         self.shared.set_error(format!("target: {reason}"));
         crate::logging::librdkafka_error(&self.shared.target.alias, "producer", &error, reason);

@@ -8,9 +8,10 @@
 //! begins (an assignment, or a re-send after a target timeout); a late report of an
 //! earlier run only releases its in-flight accounting.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use crate::metrics::FlowMetrics;
 use crate::offset_map::writer::GAPS_PER_RUN;
@@ -111,7 +112,43 @@ pub struct PartitionSlot {
     /// The frontier the loop last computed (it also steps over transaction markers).
     pub(crate) frontier_seen: AtomicI64,
     pub(crate) acks: Mutex<Acks>,
+    /// When records of the current run were handed to the producer (loop thread only).
+    pub(crate) sent: Mutex<SendMarks>,
     pub(crate) metrics: OnceLock<FlowMetrics>,
+}
+
+/// When the records of a run were handed to the producer, coarsely: a (source offset,
+/// time) mark at most every [`MARK_EVERY`]. It answers how long the oldest record not yet
+/// acknowledged has waited, so the data path re-sends before librdkafka's own message
+/// timeout can expire *part* of a partition's queue (see `FlowShared::resend_stalled`).
+#[derive(Debug, Default)]
+pub(crate) struct SendMarks {
+    marks: VecDeque<(i64, Instant)>,
+}
+
+/// How far apart send marks are: a waiting time is overestimated by at most this.
+const MARK_EVERY: Duration = Duration::from_millis(50);
+
+impl SendMarks {
+    /// `offset` was handed to the producer at `now`.
+    pub(crate) fn sent(&mut self, offset: i64, now: Instant) {
+        if self.marks.back().is_none_or(|(_, at)| now.duration_since(*at) >= MARK_EVERY) {
+            self.marks.push_back((offset, now));
+        }
+    }
+
+    /// How long the record at `oldest` (the first not acknowledged) has waited, at most.
+    /// Marks wholly below it are dropped.
+    pub(crate) fn waited(&mut self, oldest: i64, now: Instant) -> Option<Duration> {
+        while self.marks.len() >= 2 && self.marks[1].0 <= oldest {
+            self.marks.pop_front();
+        }
+        self.marks.front().map(|(_, at)| now.duration_since(*at))
+    }
+
+    fn clear(&mut self) {
+        self.marks.clear();
+    }
 }
 
 impl Default for PartitionSlot {
@@ -128,6 +165,7 @@ impl Default for PartitionSlot {
             pending_seek: AtomicI64::new(-1),
             frontier_seen: AtomicI64::new(-1),
             acks: Mutex::new(Acks { acked_next: -1, last_target_offset: -1, ..Acks::default() }),
+            sent: Mutex::new(SendMarks::default()),
             metrics: OnceLock::new(),
         }
     }
@@ -142,6 +180,7 @@ impl PartitionSlot {
         *acks =
             Acks { epoch, acked_next: -1, last_target_offset, last_timestamp: acks.last_timestamp, ..Acks::default() };
         self.epoch.store(epoch, Ordering::SeqCst);
+        self.sent.lock().unwrap().clear();
         self.fetched_next.store(-1, Ordering::SeqCst);
         self.started_at.store(start, Ordering::SeqCst);
         self.confirmed.store(false, Ordering::SeqCst);
@@ -156,6 +195,20 @@ impl PartitionSlot {
         acks.epoch = acks.epoch.wrapping_add(1);
         self.epoch.store(acks.epoch, Ordering::SeqCst);
         self.assigned.store(false, Ordering::SeqCst);
+        self.sent.lock().unwrap().clear();
+    }
+
+    /// How long the oldest record of the current run not yet acknowledged has waited for
+    /// the target; `None` when nothing is in flight.
+    pub(crate) fn oldest_wait(&self, now: Instant) -> Option<Duration> {
+        let oldest = {
+            let acks = self.acks.lock().unwrap();
+            if self.in_flight.load(Ordering::SeqCst) == 0 {
+                return None;
+            }
+            acks.acked_next.max(self.started_at.load(Ordering::SeqCst))
+        };
+        self.sent.lock().unwrap().waited(oldest, now)
     }
 
     /// Records an acknowledgement of the current run. False when the report belongs to an
@@ -169,7 +222,11 @@ impl PartitionSlot {
         timestamp: Option<i64>,
     ) -> Result<bool, i64> {
         let mut acks = self.acks.lock().unwrap();
-        if !same_epoch(acks.epoch, epoch) || acks.failed {
+        // After a record of the run timed out or was purged, a later one may still land
+        // (librdkafka's gapless guarantee does not cover timeouts). Counting it would
+        // move `acked_next` past the record that never arrived, and the re-send would
+        // skip it: the run ends at the first record not delivered.
+        if !same_epoch(acks.epoch, epoch) || acks.failed || acks.resend {
             return Ok(false);
         }
         if downstream <= acks.last_target_offset {
@@ -408,5 +465,33 @@ mod tests {
         assert_eq!(closed, vec![Run { upstream: 0, downstream: 0, len: 4, gaps: vec![(2, 1)] }]);
         assert_eq!(open, Some(Run::new(5, 7)));
         assert!(slot.take_runs().1.is_empty(), "closed runs are handed over once");
+    }
+
+    #[test]
+    fn a_record_landing_after_a_timed_out_one_does_not_move_progress_past_it() {
+        let slot = PartitionSlot::default();
+        slot.begin_run(1, 10, -1);
+        slot.in_flight.store(3, Ordering::SeqCst);
+        assert_eq!(slot.acknowledge(1, 10, 100, None), Ok(true));
+        assert!(slot.fail(1, true), "11 timed out");
+        assert_eq!(slot.acknowledge(1, 12, 101, None), Ok(false), "12 landed after the gap");
+        assert_eq!(slot.unacknowledged_from().0, 11, "the re-send starts at the record that never arrived");
+    }
+
+    #[test]
+    fn the_oldest_wait_follows_acknowledgements() {
+        let mut marks = SendMarks::default();
+        let t0 = Instant::now();
+        marks.sent(0, t0);
+        marks.sent(1, t0 + Duration::from_millis(10)); // within MARK_EVERY: no new mark
+        marks.sent(2, t0 + Duration::from_millis(100));
+        marks.sent(5, t0 + Duration::from_millis(300));
+        let now = t0 + Duration::from_secs(1);
+        assert_eq!(marks.waited(1, now), Some(Duration::from_secs(1)), "1 was sent with 0, at most");
+        assert_eq!(marks.waited(3, now), Some(Duration::from_millis(900)));
+        assert_eq!(marks.waited(5, now), Some(Duration::from_millis(700)));
+        let slot = PartitionSlot::default();
+        slot.begin_run(1, 0, -1);
+        assert_eq!(slot.oldest_wait(now), None, "nothing in flight");
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use rdkafka::producer::ThreadedProducer;
+use rdkafka::producer::{Producer, ThreadedProducer};
 use rdkafka::ClientConfig;
 
 use super::delivery::DeliveryTracker;
@@ -53,13 +53,17 @@ impl TargetProducer {
 
     /// Creates a producer reporting to `shared`.
     pub fn create(&self, shared: &Arc<FlowShared>) -> Result<Arc<DataProducer>, rdkafka::error::KafkaError> {
-        self.config.create_with_context(DeliveryTracker { shared: shared.clone() }).map(Arc::new)
+        let tracker = DeliveryTracker { shared: shared.clone(), retired: AtomicBool::new(false) };
+        self.config.create_with_context(tracker).map(Arc::new)
     }
 
     /// Installs `new` and returns the producer it replaces.
     pub fn install(&self, new: Arc<DataProducer>) -> Option<Arc<DataProducer>> {
         let old = self.current.lock().unwrap().replace(new);
         self.generation.fetch_add(1, Ordering::SeqCst);
+        if let Some(old) = &old {
+            old.context().retired.store(true, Ordering::Relaxed);
+        }
         old
     }
 }
