@@ -38,6 +38,12 @@ pub const MAX_RECORD_BYTES: u64 = 100 << 20;
 /// above it (see `topic_sync`).
 pub const DEFAULT_BATCH_BYTES: u64 = 1_000_000;
 
+/// How long an exactly-once flow's target transaction may stay open before the target
+/// aborts it (`transaction.timeout.ms`; brokers allow up to `transaction.max.timeout.ms`,
+/// 15 minutes by default). A crashed instance's open transaction holds back what
+/// `read_committed` consumers see until the next owner fences it, or this passes.
+pub const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Errors talking to a cluster. Each names the cluster alias.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -159,6 +165,20 @@ impl Cluster {
         cfg.set("enable.gapless.guarantee", "true");
         cfg.set("acks", "all");
         cfg.set("message.timeout.ms", message_timeout.as_millis().to_string());
+        cfg
+    }
+
+    /// A producer for exactly-once flows: the data producer's settings, transactional.
+    /// Not gapless: inside a transaction a record that fails makes the transaction abort,
+    /// so nothing after it becomes visible (what gapless gives at-least-once flows), and
+    /// gapless would turn that abortable error into a fatal one. Records may wait as long
+    /// as the transaction may stay open: the transaction, not a message timeout, decides
+    /// what a zombie can still write (it is fenced; see `mirror::transaction`).
+    pub fn transactional_producer_config(&self, max_in_flight_bytes: u64, transactional_id: &str) -> ClientConfig {
+        let mut cfg = self.producer_config(max_in_flight_bytes, TRANSACTION_TIMEOUT);
+        cfg.remove("enable.gapless.guarantee");
+        cfg.set("transactional.id", transactional_id);
+        cfg.set("transaction.timeout.ms", TRANSACTION_TIMEOUT.as_millis().to_string());
         cfg
     }
 

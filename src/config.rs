@@ -139,9 +139,17 @@ pub struct FlowConfig {
     #[serde(default = "default_provenance_header")]
     pub provenance_header: String,
     /// `commit_interval_ms`: how often the acknowledged progress is committed to the
-    /// source. A crash re-sends at most this much plus the in-flight window. Default 1000.
+    /// source. A crash re-sends at most this much plus the in-flight window. With
+    /// `exactly_once`, also the length of a target transaction: records become visible
+    /// to `read_committed` consumers when it commits. Default 1000.
     #[serde(default = "default_commit_interval_ms")]
     pub commit_interval_ms: u64,
+    /// `exactly_once`: write records, their offset-map entries and the flow's progress in
+    /// one target transaction per `commit_interval_ms`, so that a `read_committed`
+    /// consumer on the target sees every source record exactly once, also after a crash
+    /// (see docs/architecture.md#exactly-once). Default false.
+    #[serde(default)]
+    pub exactly_once: bool,
     /// `max_in_flight_bytes`: bound on record bytes buffered for the target. When reached,
     /// fetching pauses until the target acknowledges. Default 64 MiB.
     #[serde(default = "default_max_in_flight_bytes")]

@@ -39,6 +39,8 @@ pub const SOURCE_RECORDS_LOST_TOTAL: &str = "strait_source_records_lost_total";
 pub const FETCH_PAUSES_TOTAL: &str = "strait_fetch_pauses_total";
 pub const RESENDS_TOTAL: &str = "strait_resends_total";
 pub const PARTITIONS_LOST_TOTAL: &str = "strait_partitions_lost_total";
+pub const TRANSACTIONS_TOTAL: &str = "strait_transactions_total";
+pub const PRODUCERS_FENCED_TOTAL: &str = "strait_producers_fenced_total";
 pub const IN_FLIGHT_BYTES: &str = "strait_in_flight_bytes";
 pub const IN_FLIGHT_LIMIT_BYTES: &str = "strait_in_flight_limit_bytes";
 pub const PROCESS_CPU_SECONDS_TOTAL: &str = "process_cpu_seconds_total";
@@ -133,6 +135,15 @@ fn describe() {
          out or was purged on its way to the target."
     );
     describe_counter!(
+        TRANSACTIONS_TOTAL,
+        "Target transactions of exactly-once flows, by outcome (committed, aborted)."
+    );
+    describe_counter!(
+        PRODUCERS_FENCED_TOTAL,
+        "Transactional producers of other instances this one fenced when it took over partitions they had \
+         not handed over (exactly-once flows)."
+    );
+    describe_counter!(
         PARTITIONS_LOST_TOTAL,
         "Partitions this instance lost without handing them over (the source group evicted it: a pause or \
          network partition longer than the session timeout)."
@@ -212,6 +223,14 @@ pub fn fetch_paused(flow: &str) {
 
 pub fn resend(flow: &str) {
     counter!(RESENDS_TOTAL, "flow" => flow.to_string()).increment(1);
+}
+
+pub fn transaction(flow: &str, outcome: &'static str) {
+    counter!(TRANSACTIONS_TOTAL, "flow" => flow.to_string(), "outcome" => outcome).increment(1);
+}
+
+pub fn producer_fenced(flow: &str) {
+    counter!(PRODUCERS_FENCED_TOTAL, "flow" => flow.to_string()).increment(1);
 }
 
 pub fn partitions_lost(flow: &str, partitions: usize) {

@@ -36,6 +36,7 @@ pub(crate) mod delivery;
 pub(crate) mod ownership;
 pub(crate) mod slots;
 pub(crate) mod target;
+pub(crate) mod transaction;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -123,10 +124,13 @@ pub struct FlowShared {
     pub(crate) commit_failed: AtomicBool,
     /// The first error that stops the flow.
     refusal: Mutex<Option<MirrorError>>,
-    has_refusal: AtomicBool,
+    pub(crate) has_refusal: AtomicBool,
     /// How long a record may wait for the target before its partition is re-sent: half
     /// librdkafka's message timeout (see [`FlowShared::resend_stalled`]).
     resend_after: Duration,
+    /// Exactly-once flows: this instance's transactional identity (see
+    /// [`transaction`]).
+    pub(crate) exactly_once: Option<transaction::Transactions>,
     pub status: FlowStatusCounters,
 }
 
@@ -184,7 +188,7 @@ impl FlowShared {
         self.has_refusal.store(true, Ordering::SeqCst);
     }
 
-    fn check_refusal(&self) -> Result<(), MirrorError> {
+    pub(crate) fn check_refusal(&self) -> Result<(), MirrorError> {
         if !self.has_refusal.load(Ordering::SeqCst) {
             return Ok(());
         }
@@ -204,6 +208,16 @@ impl FlowShared {
     /// partition goes alone (see `Forwarder::forward`). The old one is purged at once, so
     /// it sends nothing more; reports it still gives belong to ended runs and are ignored.
     pub(crate) fn restart_producer(self: &Arc<Self>, why: &str) -> Result<(), MirrorError> {
+        if self.exactly_once.is_some() {
+            // Re-sending would mix runs inside the open transaction: abort it instead.
+            return Err(MirrorError::Other {
+                flow: self.name.clone(),
+                message: format!(
+                    "exactly-once: {why}; the open transaction is aborted and the next start resumes from the \
+                     last committed one"
+                ),
+            });
+        }
         let new = self.target.create(self).map_err(|e| MirrorError::Client {
             flow: self.name.clone(),
             what: "the target producer",
@@ -249,6 +263,10 @@ impl FlowShared {
     /// expired, later records of it can still land, ahead of the re-sent ones. Replacing
     /// the producer first (at half the timeout) stops the later records from being sent.
     pub(crate) fn resend_stalled(self: &Arc<Self>) -> Result<(), MirrorError> {
+        if self.exactly_once.is_some() {
+            // Expired records make the transaction abort: nothing after them is visible.
+            return Ok(());
+        }
         let now = Instant::now();
         let stalled = self
             .slots
@@ -363,22 +381,35 @@ pub fn start(
         .small_producer_config("offset-map", message_timeout)
         .create_with_context(MapAcks::new(&target.alias))
         .map_err(|e| client_err("the offset-map producer", e))?;
+    let exactly_once = flow.exactly_once.then(|| transaction::Transactions::new(flow));
+    let producer_config = match &exactly_once {
+        Some(tx) => target.transactional_producer_config(flow.max_in_flight_bytes, &tx.id),
+        None => target.producer_config(flow.max_in_flight_bytes, message_timeout),
+    };
+    let mut writer = MapWriter::new(crate::offset_map::map_topic(&flow.source), map_producer);
+    if let Some(tx) = &exactly_once {
+        writer.set_transactional(tx.instance);
+    }
     let shared = Arc::new(FlowShared {
         name: name.clone(),
         slots: Slots::new(),
         budget: Budget::new(flow.max_in_flight_bytes),
-        writer: Mutex::new(MapWriter::new(crate::offset_map::map_topic(&flow.source), map_producer)),
-        target: TargetProducer::new(&target.alias, target.producer_config(flow.max_in_flight_bytes, message_timeout)),
+        writer: Mutex::new(writer),
+        target: TargetProducer::new(&target.alias, producer_config),
         rebalanced: AtomicBool::new(false),
         holds_records: AtomicBool::new(false),
         commit_failed: AtomicBool::new(false),
         refusal: Mutex::new(None),
         has_refusal: AtomicBool::new(false),
         resend_after: message_timeout / 2,
+        exactly_once,
         status: FlowStatusCounters::default(),
     });
     let producer = shared.target.create(&shared).map_err(|e| client_err("the target producer", e))?;
     shared.target.install(producer.clone());
+    if shared.exactly_once.is_some() {
+        shared.begin_transactions()?;
+    }
     let handler = RebalanceHandler::new(shared.clone(), flow, source.alias.clone(), target.clone()).map_err(|e| {
         MirrorError::Client { flow: name.clone(), what: "the target metadata client", reason: e.to_string() }
     })?;
@@ -648,7 +679,7 @@ impl FlowLoop {
         tracing::info!(flow = %self.flow_name, "data path started");
         let result = self.run_until_shutdown();
         // Whatever ended the loop, leave only acknowledged and mapped progress behind.
-        self.finish();
+        self.finish(result.is_ok());
         self.consumer.unsubscribe();
         tracing::info!(flow = %self.flow_name, "data path stopped");
         result
@@ -918,6 +949,15 @@ impl FlowLoop {
     /// map covering it is stored.
     fn tick(&mut self) -> Result<(), MirrorError> {
         let due = self.ticks.last_map_write.elapsed() >= self.ticks.commit_interval;
+        if self.shared.exactly_once.is_some() {
+            if due {
+                self.ticks.last_map_write = Instant::now();
+                self.shared.note_positions(&self.consumer);
+                self.shared.commit_transaction(&self.consumer, &[])?;
+                self.commit(CommitMode::Async);
+            }
+            return Ok(());
+        }
         if !due && self.ticks.last_settle.elapsed() < MAP_SETTLE_EVERY {
             return Ok(());
         }
@@ -971,8 +1011,27 @@ impl FlowLoop {
         }
     }
 
-    /// On the way out: wait for the target, store the map, commit.
-    fn finish(&mut self) {
+    /// On the way out: wait for the target, store the map, commit. Exactly-once: commit
+    /// the open transaction, or abort it when the flow stops on an error.
+    fn finish(&mut self, clean: bool) {
+        if self.shared.exactly_once.is_some() {
+            let committed = clean && !self.shared.has_refusal.load(Ordering::SeqCst);
+            let committed = committed
+                && self
+                    .shared
+                    .commit_transaction(&self.consumer, &[])
+                    .map_err(|e| {
+                        tracing::warn!(flow = %self.flow_name, "shutdown: {e}");
+                    })
+                    .is_ok();
+            if committed {
+                self.ticks.last_committed.clear();
+                self.commit(CommitMode::Sync);
+            } else {
+                self.shared.abort_transaction();
+            }
+            return;
+        }
         let slots: Vec<usize> = self.shared.slots.owned().into_iter().map(|o| o.2).collect();
         if !self.shared.wait_until_acknowledged(&slots, Instant::now() + DRAIN_TIMEOUT) {
             tracing::warn!(flow = %self.flow_name, "shutdown: the target did not acknowledge all in-flight records within {DRAIN_TIMEOUT:?}; they are re-sent at the next start");

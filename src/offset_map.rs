@@ -184,6 +184,19 @@ pub struct StoredFrontier {
     pub written_ms: i64,
     /// The target topic's id when the generation began (all zero: unknown).
     pub target_topic_id: [u8; 16],
+    /// In exactly-once mode, the transactional producer that wrote it.
+    pub writer: Option<TransactionalWriter>,
+}
+
+/// Which transactional producer owns a partition (exactly-once mode), so that the next
+/// owner can fence it when it did not hand the partition over (see
+/// `mirror::transaction`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransactionalWriter {
+    /// The writing instance: its transactional id is derived from the flow and this.
+    pub instance: u64,
+    /// The owner gave the partition up in this transaction: nothing of it can follow.
+    pub released: bool,
 }
 
 /// The result of translating an upstream position.
@@ -528,6 +541,7 @@ fn legacy_frontier(upstream: i64, next_downstream: i64) -> StoredFrontier {
         source_end: -1,
         written_ms: 0,
         target_topic_id: [0; 16],
+        writer: None,
     }
 }
 
@@ -730,13 +744,26 @@ pub(crate) mod codec {
             out.extend_from_slice(&v.to_be_bytes());
         }
         out.extend_from_slice(&f.target_topic_id);
+        if let Some(writer) = &f.writer {
+            // Exactly-once only, so that at-least-once maps stay readable by older versions.
+            out.push(u8::from(writer.released));
+            out.extend_from_slice(&writer.instance.to_be_bytes());
+        }
         out
     }
 
     pub fn decode_frontier(generation: u64, value: &[u8]) -> Option<StoredFrontier> {
-        if value.len() != 57 || value[0] != VERSION {
+        if value.len() < 57 || value[0] != VERSION {
             return None;
         }
+        let writer = match &value[57..] {
+            [] => None,
+            [released, instance @ ..] if instance.len() == 8 => Some(super::TransactionalWriter {
+                instance: u64::from_be_bytes(instance.try_into().expect("8 bytes")),
+                released: *released == 1,
+            }),
+            _ => return None,
+        };
         let i64_at = |i: usize| i64::from_be_bytes(value[1 + i * 8..9 + i * 8].try_into().expect("8 bytes"));
         Some(StoredFrontier {
             generation,
@@ -745,6 +772,7 @@ pub(crate) mod codec {
             source_end: i64_at(3),
             written_ms: i64_at(4),
             target_topic_id: value[41..57].try_into().expect("16 bytes"),
+            writer,
         })
     }
 
@@ -804,7 +832,18 @@ impl MapReader {
                     }
                 }
                 Some(Err(e)) => return Err(cluster.request_error(what(), e)),
-                None => {}
+                None => {
+                    // Transaction markers (exactly-once flows) and aborted map records are
+                    // never returned: the consumer's position steps over them.
+                    let position = self
+                        .consumer
+                        .position()
+                        .ok()
+                        .and_then(|tpl| tpl.find_partition(&self.topic, 0).and_then(|e| e.offset().to_raw()));
+                    if let Some(position) = position {
+                        self.next_offset = self.next_offset.max(position);
+                    }
+                }
             }
         }
         Ok(())
@@ -831,6 +870,7 @@ mod tests {
             source_end: -1,
             written_ms: 0,
             target_topic_id: [0; 16],
+            writer: None,
         }
     }
 

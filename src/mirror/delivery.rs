@@ -18,6 +18,7 @@ use rdkafka::producer::{DeliveryResult, ProducerContext};
 use rdkafka::ClientContext;
 
 use super::slots::unpack;
+use super::transaction::MAP_RECORD;
 use super::{FlowShared, MirrorError};
 use crate::metrics;
 
@@ -65,8 +66,18 @@ impl ProducerContext for DeliveryTracker {
     type DeliveryOpaque = usize;
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
-        let (slot_index, epoch, source_offset) = unpack(opaque);
         let shared = &self.shared;
+        if opaque == MAP_RECORD {
+            // Exactly-once: an offset-map record of the open transaction.
+            if let Err((error, _)) = result {
+                shared.refuse(MirrorError::Other {
+                    flow: shared.name.clone(),
+                    message: format!("exactly-once: writing the offset map: {error}"),
+                });
+            }
+            return;
+        }
+        let (slot_index, epoch, source_offset) = unpack(opaque);
         let slot = shared.slots.get(slot_index);
         let message = match result {
             Ok(m) => m,
@@ -92,6 +103,21 @@ impl ProducerContext for DeliveryTracker {
                             m.offset()
                         ),
                     }),
+                }
+            }
+            Err((error, m)) if shared.exactly_once.is_some() => {
+                // Whatever failed, the open transaction cannot commit.
+                if slot.fail(epoch, false) {
+                    shared.refuse(MirrorError::Other {
+                        flow: shared.name.clone(),
+                        message: format!(
+                            "exactly-once: {}[{}]@{source_offset} was not written: {error}; the open transaction \
+                             is aborted and the next start resumes from the last committed one. {}",
+                            m.topic(),
+                            m.partition(),
+                            refusal_hint(error, m.topic())
+                        ),
+                    });
                 }
             }
             Err((error, m)) if retriable(error.rdkafka_error_code()) => {

@@ -30,7 +30,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use super::{FlowShared, MirrorError};
+use super::{transaction, FlowShared, MirrorError};
 use crate::cluster::Cluster;
 use crate::kafka_ext;
 use crate::metrics::{self, FlowMetrics};
@@ -143,9 +143,49 @@ impl RebalanceHandler {
         );
     }
 
+    /// Exactly-once: commits the open transaction with the leaving partitions marked as
+    /// given up, commits their progress to the source, then lets them go.
+    fn hand_over_transaction(&self, consumer: &BaseConsumer<RebalanceHandler>, leaving: &[(String, i32, usize)]) {
+        let shared = &self.shared;
+        let slots: Vec<usize> = leaving.iter().map(|l| l.2).collect();
+        if let Err(e) = shared.commit_transaction(consumer, &slots) {
+            // The flow stops; the next owner fences this instance's producer.
+            shared.refuse(e);
+        }
+        self.let_go(consumer, leaving);
+        tracing::info!(flow = %shared.name, partitions = leaving.len(), "partitions revoked after committing");
+    }
+
+    /// Commits to the source what the target holds and the map stores of the leaving
+    /// partitions, forgets them, and unassigns them.
+    fn let_go(&self, consumer: &BaseConsumer<RebalanceHandler>, leaving: &[(String, i32, usize)]) {
+        let shared = &self.shared;
+        let mut positions = TopicPartitionList::new();
+        let mut writer = shared.writer.lock().unwrap();
+        for (topic, partition, slot) in leaving {
+            let safe = shared.slots.get(*slot).safe_position();
+            if let (Some(safe), Some(stored)) = (safe, writer.stored_frontier(*slot)) {
+                let _ = positions.add_partition_offset(topic, *partition, Offset::Offset(safe.min(stored)));
+            }
+            shared.slots.get(*slot).retire();
+            writer.end(*slot);
+        }
+        drop(writer);
+        if positions.count() > 0 {
+            if let Err(e) = consumer.commit(&positions, CommitMode::Sync) {
+                metrics::error(&shared.name, "commit");
+                tracing::warn!(flow = %shared.name, "revoke: committing progress failed: {e}");
+            }
+        }
+        unassign(consumer, leaving);
+    }
+
     /// Drains, maps and commits the leaving partitions, then lets them go.
     fn hand_over(&self, consumer: &BaseConsumer<RebalanceHandler>, leaving: &[(String, i32, usize)]) {
         let shared = &self.shared;
+        if shared.exactly_once.is_some() {
+            return self.hand_over_transaction(consumer, leaving);
+        }
         let slots: Vec<usize> = leaving.iter().map(|l| l.2).collect();
         if !shared.wait_until_acknowledged(&slots, Instant::now() + DRAIN_TIMEOUT) {
             // The target does not answer: stop every record still queued so that none of
@@ -171,23 +211,8 @@ impl RebalanceHandler {
             }
             Err(e) => tracing::warn!(flow = %shared.name, "revoke: {e}"),
         }
-        let mut positions = TopicPartitionList::new();
-        for (topic, partition, slot) in leaving {
-            let safe = shared.slots.get(*slot).safe_position();
-            if let (Some(safe), Some(stored)) = (safe, writer.stored_frontier(*slot)) {
-                let _ = positions.add_partition_offset(topic, *partition, Offset::Offset(safe.min(stored)));
-            }
-            shared.slots.get(*slot).retire();
-            writer.end(*slot);
-        }
         drop(writer);
-        if positions.count() > 0 {
-            if let Err(e) = consumer.commit(&positions, CommitMode::Sync) {
-                metrics::error(&shared.name, "commit");
-                tracing::warn!(flow = %shared.name, "revoke: committing progress failed: {e}");
-            }
-        }
-        unassign(consumer, leaving);
+        self.let_go(consumer, leaving);
         tracing::info!(flow = %shared.name, partitions = leaving.len(), "partitions revoked after draining");
     }
 }
@@ -218,7 +243,7 @@ impl Takeover {
     /// `incremental_assign` call, so it is made even when nothing can start now.
     fn start(
         &mut self,
-        shared: &FlowShared,
+        shared: &Arc<FlowShared>,
         consumer: &BaseConsumer<RebalanceHandler>,
         partitions: Vec<(String, i32)>,
     ) {
@@ -253,6 +278,14 @@ impl Takeover {
             let _ = tpl.add_partition_offset(&start.topic, start.partition, Offset::Offset(start.position));
         }
         drop(writer);
+        if tpl.count() > 0 {
+            // Exactly-once: the claims commit before any record of these partitions is
+            // sent, so the next owner knows whom to fence (see `transaction`).
+            if let Err(e) = shared.commit_transaction(consumer, &[]) {
+                shared.refuse(e);
+                return;
+            }
+        }
         if let Err(e) = consumer.incremental_assign(&tpl) {
             shared.refuse(MirrorError::Other {
                 flow: shared.name.clone(),
@@ -290,6 +323,7 @@ impl Takeover {
         }
         let map = self.map.as_mut().expect("just set");
         map.catch_up(&self.target, REQUEST_TIMEOUT).map_err(|e| e.to_string())?;
+        transaction::fence_previous_owners(shared, &self.target, &self.flow, map, partitions, REQUEST_TIMEOUT)?;
         let target_topics: Vec<String> = {
             let set: HashSet<String> = partitions.iter().map(|(t, _)| self.selector.target_topic(t)).collect();
             set.into_iter().collect()

@@ -21,7 +21,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::ClientContext;
 
 use super::codec;
-use super::{Frontier, Run, StoredFrontier};
+use super::{Frontier, Run, StoredFrontier, TransactionalWriter};
 
 /// Gaps one run holds at most (a gap takes 2-6 bytes stored, 16 in memory).
 pub(crate) const GAPS_PER_RUN: usize = 512;
@@ -118,6 +118,8 @@ struct PartitionState {
     frontier_dirty: bool,
     /// The newest frontier the target confirmed.
     stored: Option<i64>,
+    /// Exactly-once: the partition is being given up; its last frontier says so.
+    released: bool,
 }
 
 impl PartitionState {
@@ -167,7 +169,7 @@ impl PartitionState {
         Some((runs.first()?.downstream, runs))
     }
 
-    fn frontier_record(&self) -> StoredFrontier {
+    fn frontier_record(&self, instance: Option<u64>) -> StoredFrontier {
         StoredFrontier {
             generation: self.owner.generation,
             owned_from: self.owner.owned_from,
@@ -175,6 +177,7 @@ impl PartitionState {
             source_end: self.source_end,
             written_ms: crate::metrics::now_ms(),
             target_topic_id: self.owner.target_topic_id,
+            writer: instance.map(|instance| TransactionalWriter { instance, released: self.released }),
         }
     }
 }
@@ -201,6 +204,9 @@ pub(crate) struct MapWriteError {
 pub(crate) struct MapWriter {
     topic: String,
     producer: ThreadedProducer<MapAcks>,
+    /// Exactly-once: the map records go into the data producer's transactions (see
+    /// [`MapWriter::transaction_batch`]) and name this instance's producer.
+    transactional_instance: Option<u64>,
     partitions: HashMap<usize, PartitionState>,
     next_batch: u64,
     in_flight: Option<InFlight>,
@@ -208,7 +214,14 @@ pub(crate) struct MapWriter {
 
 impl MapWriter {
     pub fn new(topic: String, producer: ThreadedProducer<MapAcks>) -> MapWriter {
-        MapWriter { topic, producer, partitions: HashMap::new(), next_batch: 1, in_flight: None }
+        MapWriter {
+            topic,
+            producer,
+            transactional_instance: None,
+            partitions: HashMap::new(),
+            next_batch: 1,
+            in_flight: None,
+        }
     }
 
     /// A new ownership of a partition begins at `start`: its claim is written in the
@@ -226,6 +239,7 @@ impl MapWriter {
             source_end,
             frontier_dirty: true,
             stored: None,
+            released: false,
         };
         self.partitions.insert(slot, state);
     }
@@ -243,16 +257,55 @@ impl MapWriter {
     /// Folds in what the data path learnt since the last round and, unless the previous
     /// batch is still on its way, sends what changed. Returns the number of records sent.
     pub fn write(&mut self, updates: Vec<PartitionUpdate>) -> Result<usize, MapWriteError> {
-        for update in updates {
-            if let Some(state) = self.partitions.get_mut(&update.slot) {
-                state.fold(update);
-            }
-        }
+        self.fold(updates);
         self.settle();
         if self.in_flight.is_some() {
             return Ok(0);
         }
         self.send_batch()
+    }
+
+    fn fold(&mut self, updates: Vec<PartitionUpdate>) {
+        for update in updates {
+            if let Some(state) = self.partitions.get_mut(&update.slot) {
+                state.fold(update);
+            }
+        }
+    }
+
+    /// Exactly-once: map records are written by the transactions of `instance`.
+    pub fn set_transactional(&mut self, instance: u64) {
+        self.transactional_instance = Some(instance);
+    }
+
+    /// Exactly-once: the partition is given up in the coming transaction.
+    pub fn release(&mut self, slot: usize) {
+        if let Some(state) = self.partitions.get_mut(&slot) {
+            state.released = true;
+            state.frontier_dirty = true;
+        }
+    }
+
+    /// Exactly-once: folds in `updates` and returns the map records (key, value) the
+    /// data producer writes into the transaction it is about to commit. They count as
+    /// stored once [`MapWriter::transaction_committed`] says the commit succeeded.
+    pub fn transaction_batch(&mut self, updates: Vec<PartitionUpdate>) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.fold(updates);
+        match self.build_batch() {
+            Some((batch, records)) => {
+                self.next_batch += 1;
+                self.in_flight = Some(batch);
+                records
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// Exactly-once: the transaction holding the last batch committed.
+    pub fn transaction_committed(&mut self) {
+        if let Some(batch) = self.in_flight.take() {
+            self.apply_stored(batch);
+        }
     }
 
     /// Waits until everything written so far is stored, or `deadline` passes.
@@ -302,6 +355,11 @@ impl MapWriter {
             }
             return;
         }
+        self.apply_stored(batch);
+    }
+
+    /// `batch` is stored: its frontiers may be committed to the source.
+    fn apply_stored(&mut self, batch: InFlight) {
         for (slot, generation, upstream) in batch.frontiers {
             // A batch of an ownership that ended (the slot was given up and taken again)
             // confirms nothing for the new one.
@@ -312,40 +370,8 @@ impl MapWriter {
     }
 
     fn send_batch(&mut self) -> Result<usize, MapWriteError> {
-        let number = self.next_batch;
-        let mut batch = InFlight { number, frontiers: Vec::new(), closed_chunks: Vec::new(), open_chunks: Vec::new() };
-        let mut records: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-        // Chunks before frontiers: a stored frontier is always covered by stored chunks.
-        for (&slot, state) in self.partitions.iter_mut() {
-            let owner = &state.owner;
-            let key = |first_downstream| {
-                codec::chunk_key(&owner.topic, owner.partition, &owner.target_topic, owner.generation, first_downstream)
-            };
-            for (first_downstream, runs) in state.closed_chunks.drain(..) {
-                records.push((key(first_downstream), codec::encode_chunk(&runs)));
-                batch.closed_chunks.push((slot, first_downstream, runs));
-            }
-            if state.chunk_dirty {
-                if let Some((first_downstream, runs)) = state.open_chunk() {
-                    records.push((key(first_downstream), codec::encode_chunk(&runs)));
-                    batch.open_chunks.push(slot);
-                }
-                state.chunk_dirty = false;
-            }
-        }
-        for (&slot, state) in self.partitions.iter_mut() {
-            if state.frontier_dirty {
-                let record = state.frontier_record();
-                let owner = &state.owner;
-                let key = codec::frontier_key(&owner.topic, owner.partition, &owner.target_topic, owner.generation);
-                records.push((key, codec::encode_frontier(&record)));
-                batch.frontiers.push((slot, state.owner.generation, state.frontier.upstream));
-                state.frontier_dirty = false;
-            }
-        }
-        if records.is_empty() {
-            return Ok(0);
-        }
+        let Some((batch, records)) = self.build_batch() else { return Ok(0) };
+        let number = batch.number;
         let last = records.len() - 1;
         for (i, (key, value)) in records.iter().enumerate() {
             let opaque = (number as usize) << 1 | usize::from(i == last);
@@ -370,6 +396,42 @@ impl MapWriter {
         self.next_batch += 1;
         self.in_flight = Some(batch);
         Ok(records.len())
+    }
+
+    /// The records of the next batch: what changed since the last one.
+    fn build_batch(&mut self) -> Option<(InFlight, Vec<(Vec<u8>, Vec<u8>)>)> {
+        let number = self.next_batch;
+        let mut batch = InFlight { number, frontiers: Vec::new(), closed_chunks: Vec::new(), open_chunks: Vec::new() };
+        let mut records: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        // Chunks before frontiers: a stored frontier is always covered by stored chunks.
+        for (&slot, state) in self.partitions.iter_mut() {
+            let owner = &state.owner;
+            let key = |first_downstream| {
+                codec::chunk_key(&owner.topic, owner.partition, &owner.target_topic, owner.generation, first_downstream)
+            };
+            for (first_downstream, runs) in state.closed_chunks.drain(..) {
+                records.push((key(first_downstream), codec::encode_chunk(&runs)));
+                batch.closed_chunks.push((slot, first_downstream, runs));
+            }
+            if state.chunk_dirty {
+                if let Some((first_downstream, runs)) = state.open_chunk() {
+                    records.push((key(first_downstream), codec::encode_chunk(&runs)));
+                    batch.open_chunks.push(slot);
+                }
+                state.chunk_dirty = false;
+            }
+        }
+        for (&slot, state) in self.partitions.iter_mut() {
+            if state.frontier_dirty {
+                let record = state.frontier_record(self.transactional_instance);
+                let owner = &state.owner;
+                let key = codec::frontier_key(&owner.topic, owner.partition, &owner.target_topic, owner.generation);
+                records.push((key, codec::encode_frontier(&record)));
+                batch.frontiers.push((slot, state.owner.generation, state.frontier.upstream));
+                state.frontier_dirty = false;
+            }
+        }
+        (!records.is_empty()).then_some((batch, records))
     }
 }
 
@@ -396,6 +458,7 @@ mod tests {
             source_end: -1,
             frontier_dirty: true,
             stored: None,
+            released: false,
         }
     }
 

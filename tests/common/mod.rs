@@ -117,7 +117,7 @@ impl Strait {
         let child = Command::new(strait_bin())
             .args(["run", "--config"])
             .arg(config)
-            .env("STRAIT_LOG", "info,librdkafka=warn")
+            .env("STRAIT_LOG", std::env::var("STRAIT_TEST_LOG").unwrap_or_else(|_| "info,librdkafka=warn".into()))
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()
