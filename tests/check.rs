@@ -187,8 +187,58 @@ fn malformed_configs_exit_2_naming_the_key() {
         ),
         ("alias with a dot", good.replace("us-east", "us.east"), "clusters.us.east"),
         ("not TOML", "[clusters\nbootstrap=".to_string(), "config"),
+        (
+            "commit interval too short",
+            good.replace("commit_interval_ms = 200", "commit_interval_ms = 5"),
+            "flows[0].commit_interval_ms: must be at least 10",
+        ),
+        (
+            "exactly_once not a boolean",
+            good.replace("commit_interval_ms = 200", "exactly_once = \"maybe\""),
+            "flows[0].exactly_once: invalid type",
+        ),
+        (
+            "negative in-flight bound",
+            good.replace("commit_interval_ms = 200", "max_in_flight_bytes = -1"),
+            "flows[0].max_in_flight_bytes: invalid type",
+        ),
+        (
+            "in-flight bound too small",
+            good.replace("commit_interval_ms = 200", "max_in_flight_bytes = 10"),
+            "flows[0].max_in_flight_bytes: must be at least 1048576",
+        ),
+        (
+            "invalid group regex",
+            good.replace("rename =", "groups = [\"a[\"]\nrename ="),
+            "flows[0].groups[0]: invalid regular expression",
+        ),
+        (
+            "unknown key in admin",
+            good.replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:0\"\nfoo = 1"),
+            "admin.foo: unknown key",
+        ),
+        ("unknown log format", format!("{good}\n[log]\nformat = \"xml\"\n"), "log.format"),
+        (
+            "protected consumer override",
+            good.replacen(
+                "[clusters.eu-west]",
+                "[clusters.us-east.consumer]\n\"isolation.level\" = \"read_uncommitted\"\n\n[clusters.eu-west]",
+                1,
+            ),
+            "clusters.us-east.consumer.\"isolation.level\": cannot be overridden",
+        ),
+        (
+            "zero replication factor",
+            good.replace("commit_interval_ms = 200", "replication_factor = 0"),
+            "flows[0].replication_factor: must be at least 1",
+        ),
+        (
+            "unsupported SASL mechanism",
+            format!("{good}\n[clusters.eu-west.sasl]\nmechanism = \"MD5\"\nusername = \"a\"\npassword = \"b\"\n"),
+            "clusters.eu-west.sasl.mechanism: `MD5` is not supported",
+        ),
     ];
-    assert!(cases.len() >= 10);
+    assert!(cases.len() >= 30);
     for (name, text, expected) in cases {
         let (_dir, path) = write_config(&text);
         for command in ["check", "plan", "run"] {
