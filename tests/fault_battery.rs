@@ -6,7 +6,7 @@
 //! row of a table.
 //!
 //! `FAULT_BATTERY_RECORDS` (default 1000000) records of `FAULT_BATTERY_SIZE` bytes (100)
-//! per stream, spread over `FAULT_BATTERY_SECS` seconds (30); `FAULT_BATTERY_OUTAGE_SECS`
+//! per stream, spread over `FAULT_BATTERY_SECS` seconds (60); `FAULT_BATTERY_OUTAGE_SECS`
 //! (60) for the target outage; `FAULT_BATTERY_ONLY` (a scenario name) to run one.
 
 mod common;
@@ -184,7 +184,7 @@ fn scenario(
     let (n, size, secs) = (
         env("FAULT_BATTERY_RECORDS", 1_000_000) as usize,
         env("FAULT_BATTERY_SIZE", 100) as usize,
-        env("FAULT_BATTERY_SECS", 30),
+        env("FAULT_BATTERY_SECS", 60),
     );
     let topic = unique(&format!("battery-{name}"));
     create_topic(&c.source, &topic, PARTITIONS, &[]);
@@ -210,10 +210,16 @@ fn scenario(
     Row { scenario: name, records, lost, duplicated, reordered, recovery, verify }
 }
 
+/// Five times: once the instance mirrors, let it run a little, then kill -9 it and
+/// start another (a crash loop under a supervisor).
 fn kill_five_times(f: &Fault, instances: &mut Vec<Strait>) -> Instant {
     for kill in 0..5 {
-        std::thread::sleep(Duration::from_millis(3_000 + 700 * kill));
-        instances.last_mut().unwrap().kill9();
+        let current = instances.last_mut().unwrap();
+        wait_for("strait to take the partitions", Duration::from_secs(120), || {
+            current.log_text().contains("partitions assigned").then_some(())
+        });
+        std::thread::sleep(Duration::from_millis(1_500 + 400 * kill));
+        current.kill9();
         instances.push(Strait::start(f.config));
     }
     Instant::now()
