@@ -347,13 +347,12 @@ impl FlowContext {
     }
 }
 
+/// Latest checkpoint per (target topic, partition): (upstream, downstream).
+type Checkpoints = BTreeMap<(String, i32), (i64, i64)>;
+
 /// The group's latest checkpoint per target partition: (upstream, downstream), read from
 /// MirrorMaker 2's checkpoint topic on the target.
-fn read_checkpoints(
-    target: &Cluster,
-    source_alias: &str,
-    group: &str,
-) -> Result<BTreeMap<(String, i32), (i64, i64)>, FailoverError> {
+fn read_checkpoints(target: &Cluster, source_alias: &str, group: &str) -> Result<Checkpoints, FailoverError> {
     use rdkafka::message::Message;
     let topic = crate::topic_sync::checkpoints_topic(source_alias);
     let consumer = target.metadata_client()?;
@@ -395,8 +394,8 @@ fn print_rpo(out: &mut dyn Write, map: &crate::offset_map::FlowMap, rows: &[Tran
     let _ = writeln!(out, "RPO (records on the source that may not be on the target):");
     let _ = writeln!(
         out,
-        "{:<40} {:>5} {:>14} {:>14} {:>12}  {}",
-        "source topic", "part", "mirrored up to", "source end", "missing", "as of"
+        "{:<40} {:>5} {:>14} {:>14} {:>12}  as of",
+        "source topic", "part", "mirrored up to", "source end", "missing"
     );
     for r in rows {
         let Some(f) = map.latest_frontier(&r.source_topic, r.partition) else { continue };
@@ -418,8 +417,8 @@ fn print_rpo(out: &mut dyn Write, map: &crate::offset_map::FlowMap, rows: &[Tran
 pub fn print_table(out: &mut dyn Write, rows: &[TranslatedOffset]) {
     let _ = writeln!(
         out,
-        "{:<40} {:>5} {:>14}   {:<40} {:>14}  {}",
-        "source topic", "part", "source offset", "target topic", "target offset", ""
+        "{:<40} {:>5} {:>14}   {:<40} {:>14}  ",
+        "source topic", "part", "source offset", "target topic", "target offset"
     );
     for r in rows {
         let target = r.downstream.map_or_else(|| "-".to_string(), |d| d.to_string());

@@ -24,12 +24,16 @@
 //! - [`logging`]: log format (text or JSON) and what librdkafka's log lines mean.
 //! - [`admin_http`]: `/metrics`, `/healthz`, `/readyz`, `/status`.
 
+// All unsafe code stays in kafka_ext (FFI to librdkafka calls rdkafka lacks).
+#![deny(unsafe_code)]
+
 pub mod admin_http;
 pub mod check;
 pub mod checkpoint;
 pub mod cluster;
 pub mod config;
 pub mod failover;
+#[allow(unsafe_code)]
 pub mod kafka_ext;
 pub mod lag;
 pub mod logging;

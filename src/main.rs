@@ -1,6 +1,7 @@
 //! The `strait` command line. Exit codes: 0 success, 1 a cluster is unreachable or a
 //! flow failed, 2 the config is invalid (nothing was started). `verify` has its own
 //! meaning for 1 and 3 (see [`strait::verify`]).
+#![deny(unsafe_code)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;

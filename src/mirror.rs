@@ -871,7 +871,7 @@ impl FlowLoop {
         let before = self.waiting.len();
         self.waiting.retain(|m| owned.contains(&(m.topic().to_string(), m.partition())));
         if self.waiting.len() != before {
-            self.waiting_bytes = self.waiting.iter().map(|m| record_size(m)).sum();
+            self.waiting_bytes = self.waiting.iter().map(record_size).sum();
         }
         self.refresh_slots();
         if matches!(self.fetching, Fetching::Paused) {

@@ -87,7 +87,7 @@ pub struct TlsConfig {
     /// connects to. Default true. The certificate chain is always verified.
     #[serde(default = "default_true")]
     pub verify_hostname: bool,
-    /// Resolved by [`ClusterSecurity::resolve`]; not a config key.
+    /// Resolved by [`resolve`]; not a config key.
     #[serde(skip)]
     pub(crate) resolved_key_password: Option<Secret>,
     #[serde(skip)]

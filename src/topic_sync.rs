@@ -335,32 +335,6 @@ impl std::fmt::Display for TopicPlan {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_copied_message_size_limit_never_drops_below_the_batch_size() {
-        let mut c: BTreeMap<String, String> = [("max.message.bytes".to_string(), "100000".to_string())].into();
-        fit_batches(&mut c, 1_000_000);
-        assert_eq!(c["max.message.bytes"], "1000000");
-        let mut c: BTreeMap<String, String> = [("max.message.bytes".to_string(), "8388608".to_string())].into();
-        fit_batches(&mut c, 1_000_000);
-        assert_eq!(c["max.message.bytes"], "8388608");
-    }
-
-    #[test]
-    fn operational_configs_are_not_synced() {
-        assert!(is_synced_config("retention.ms"));
-        assert!(is_synced_config("cleanup.policy"));
-        assert!(is_synced_config("max.message.bytes"));
-        assert!(!is_synced_config("min.insync.replicas"));
-        assert!(!is_synced_config("message.timestamp.type"));
-        assert!(!is_synced_config("message.timestamp.after.max.ms"));
-        assert!(!is_synced_config("leader.replication.throttled.replicas"));
-    }
-}
-
 /// MirrorMaker 2's checkpoint topic on the target, for flows from `source`.
 pub fn checkpoints_topic(source: &str) -> String {
     format!("{source}.checkpoints.internal")
@@ -396,4 +370,30 @@ async fn create_compacted(cluster: &Cluster, names: &[String], rf: Option<i32>) 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_copied_message_size_limit_never_drops_below_the_batch_size() {
+        let mut c: BTreeMap<String, String> = [("max.message.bytes".to_string(), "100000".to_string())].into();
+        fit_batches(&mut c, 1_000_000);
+        assert_eq!(c["max.message.bytes"], "1000000");
+        let mut c: BTreeMap<String, String> = [("max.message.bytes".to_string(), "8388608".to_string())].into();
+        fit_batches(&mut c, 1_000_000);
+        assert_eq!(c["max.message.bytes"], "8388608");
+    }
+
+    #[test]
+    fn operational_configs_are_not_synced() {
+        assert!(is_synced_config("retention.ms"));
+        assert!(is_synced_config("cleanup.policy"));
+        assert!(is_synced_config("max.message.bytes"));
+        assert!(!is_synced_config("min.insync.replicas"));
+        assert!(!is_synced_config("message.timestamp.type"));
+        assert!(!is_synced_config("message.timestamp.after.max.ms"));
+        assert!(!is_synced_config("leader.replication.throttled.replicas"));
+    }
 }

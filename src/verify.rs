@@ -163,7 +163,7 @@ fn select_topics(ctx: &FlowContext, pattern: Option<&str>) -> Result<Vec<(String
         .source
         .topics(&meta, TIMEOUT)?
         .into_iter()
-        .filter(|(t, _)| selector.select(t).is_ok() && re.as_ref().map_or(true, |re| re.is_match(t)))
+        .filter(|(t, _)| selector.select(t).is_ok() && re.as_ref().is_none_or(|re| re.is_match(t)))
         .collect();
     topics.sort();
     if let (Some(pattern), true) = (pattern, topics.is_empty()) {

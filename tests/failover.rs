@@ -437,7 +437,7 @@ fn offset_map_is_pruned_below_the_source_log_start() {
     let group = unique("app");
     let read_source = console_read("us-east", &topic, &group, Some(2_700));
     let chunks = || map_records(&topic, 0) - 1; // minus the frontier record
-    let before = wait_for("the first chunk to close", Duration::from_secs(60), || (chunks() >= 2).then(|| chunks()));
+    let before = wait_for("the first chunk to close", Duration::from_secs(60), || (chunks() >= 2).then(chunks));
 
     // Retention (here: delete-records) removes the first 517 transactions and markers,
     // everything the first chunk maps.

@@ -126,7 +126,7 @@ fn a_chunk_over_the_target_limit_stops_strait_by_name_and_nothing_after_it_lands
     // Chunks 0 and 1 fit, chunk 2 (1.25 MiB) is over the target's 1 MiB, the rest fit.
     let k = 1024;
     let mut sizes = vec![128 * k, 128 * k, 1280 * k];
-    sizes.extend(std::iter::repeat(64 * k).take(64));
+    sizes.extend(std::iter::repeat_n(64 * k, 64));
     let upload = workload::produce::Upload::with_sizes(&video_dir, &video, &sizes).unwrap();
     assert!(upload.ranges.len() >= 6, "{} is too short for chunks after the big one", video.id);
     let burst = workload::produce::Pace::Burst;

@@ -10,6 +10,7 @@
 //! - if the target partition no longer holds what the map says strait wrote (the topic
 //!   was deleted and recreated: its id changed, or its end fell below the map), the
 //!   flow stops: see [`crate::recopy`].
+//!
 //! A partition that cannot be checked yet (the target does not answer) is left
 //! unassigned and retried by the data path; nothing of it is fetched meanwhile.
 //!

@@ -23,6 +23,9 @@ use rdkafka::ClientContext;
 use super::codec;
 use super::{Frontier, Run, StoredFrontier, TransactionalWriter};
 
+/// A map record: key and value.
+pub(crate) type MapRecord = (Vec<u8>, Vec<u8>);
+
 /// Gaps one run holds at most (a gap takes 2-6 bytes stored, 16 in memory).
 pub(crate) const GAPS_PER_RUN: usize = 512;
 /// A chunk (one map record) closes at this many runs, or this many gaps in all. The
@@ -289,7 +292,7 @@ impl MapWriter {
     /// Exactly-once: folds in `updates` and returns the map records (key, value) the
     /// data producer writes into the transaction it is about to commit. They count as
     /// stored once [`MapWriter::transaction_committed`] says the commit succeeded.
-    pub fn transaction_batch(&mut self, updates: Vec<PartitionUpdate>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    pub fn transaction_batch(&mut self, updates: Vec<PartitionUpdate>) -> Vec<MapRecord> {
         self.fold(updates);
         match self.build_batch() {
             Some((batch, records)) => {
@@ -399,10 +402,10 @@ impl MapWriter {
     }
 
     /// The records of the next batch: what changed since the last one.
-    fn build_batch(&mut self) -> Option<(InFlight, Vec<(Vec<u8>, Vec<u8>)>)> {
+    fn build_batch(&mut self) -> Option<(InFlight, Vec<MapRecord>)> {
         let number = self.next_batch;
         let mut batch = InFlight { number, frontiers: Vec::new(), closed_chunks: Vec::new(), open_chunks: Vec::new() };
-        let mut records: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut records: Vec<MapRecord> = Vec::new();
         // Chunks before frontiers: a stored frontier is always covered by stored chunks.
         for (&slot, state) in self.partitions.iter_mut() {
             let owner = &state.owner;

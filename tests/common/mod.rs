@@ -446,7 +446,10 @@ pub fn free_port() -> u16 {
 }
 
 /// Every committed record of one partition with its offset: (offset, key, value).
-pub fn read_partition(bootstrap: &str, topic: &str, partition: i32) -> Vec<(i64, Option<Vec<u8>>, Option<Vec<u8>>)> {
+/// A record read back: (offset, key, value).
+pub type OffsetRecord = (i64, Option<Vec<u8>>, Option<Vec<u8>>);
+
+pub fn read_partition(bootstrap: &str, topic: &str, partition: i32) -> Vec<OffsetRecord> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", unique("reader"))
