@@ -574,7 +574,11 @@ impl Forwarder {
         slot.in_flight.fetch_add(1, Ordering::SeqCst);
         match self.producer.send(record) {
             Ok(()) => {
-                slot.sent.lock().unwrap().sent(offset, Instant::now());
+                // Send marks time re-sends, which exactly-once mode never does (an
+                // expired record aborts the transaction); marking there only grew memory.
+                if self.shared.exactly_once.is_none() {
+                    slot.sent.lock().unwrap().sent(offset, Instant::now());
+                }
                 slot.fetched_next.store(offset + 1, Ordering::SeqCst);
                 slot.position_trusted.store(true, Ordering::SeqCst);
                 Ok(Forwarded::Sent)

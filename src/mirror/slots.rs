@@ -204,6 +204,8 @@ impl PartitionSlot {
         let oldest = {
             let acks = self.acks.lock().unwrap();
             if self.in_flight.load(Ordering::SeqCst) == 0 {
+                // Everything sent is acknowledged: no mark can matter any more.
+                self.sent.lock().unwrap().clear();
                 return None;
             }
             acks.acked_next.max(self.started_at.load(Ordering::SeqCst))
@@ -493,5 +495,18 @@ mod tests {
         let slot = PartitionSlot::default();
         slot.begin_run(1, 0, -1);
         assert_eq!(slot.oldest_wait(now), None, "nothing in flight");
+    }
+
+    #[test]
+    fn send_marks_are_dropped_once_everything_is_acknowledged() {
+        let slot = PartitionSlot::default();
+        slot.begin_run(1, 0, -1);
+        let t0 = Instant::now();
+        for i in 0..1000 {
+            slot.sent.lock().unwrap().sent(i, t0 + MARK_EVERY * i as u32);
+        }
+        assert_eq!(slot.sent.lock().unwrap().marks.len(), 1000);
+        assert_eq!(slot.oldest_wait(t0), None, "nothing in flight");
+        assert!(slot.sent.lock().unwrap().marks.is_empty(), "marks of acknowledged records kept");
     }
 }
