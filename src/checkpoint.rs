@@ -13,11 +13,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::Consumer;
 use rdkafka::producer::DefaultProducerContext;
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use tokio::sync::watch;
 
 use crate::cluster::{Cluster, ClusterError};
-use crate::config::FlowConfig;
+use crate::config::{FlowConfig, GroupOffsetsSource};
+use crate::group_offsets::GroupOffsets;
+use crate::group_sync::TargetGroups;
 use crate::kafka_ext::{self, GroupOffset};
 use crate::metrics;
 use crate::mirror::FlowShared;
@@ -34,6 +36,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// complete when the cluster returns. Only this thread waits; shutdown does not wait for
 /// it (see service.rs). An outage longer than an hour can still hit the librdkafka bug.
 const GROUP_REQUEST_TIMEOUT: Duration = Duration::from_secs(3600);
+/// How long one round may take to read new commits from `__consumer_offsets`; the first
+/// round reads the whole (compacted) topic.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Unchanged checkpoints are still re-emitted this often, so their age shows liveness.
 const REEMIT_AFTER: Duration = Duration::from_secs(60);
 /// The offset map is pruned every this many checkpoint rounds (60 s by default).
@@ -61,6 +66,8 @@ pub struct Round<'a> {
     source_starts: RefCell<HashMap<(String, i32), Option<i64>>>,
     target_ends: RefCell<HashMap<(String, i32), Option<i64>>>,
     resolved: RefCell<HashMap<(String, i32), std::rc::Rc<PartitionMap>>>,
+    /// The flow's topic selection, compiled once per round rather than per group.
+    selector: std::cell::OnceCell<TopicSelector>,
 }
 
 impl<'a> Round<'a> {
@@ -78,6 +85,25 @@ impl<'a> Round<'a> {
             source_starts: RefCell::default(),
             target_ends: RefCell::default(),
             resolved: RefCell::default(),
+            selector: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// Reads the source log starts and target ends of many partitions at once, with one
+    /// ListOffsets request per broker each, instead of a request per partition later.
+    /// Takes (source topic, target topic, partition) triples.
+    pub fn prefetch(&self, partitions: &[(String, String, i32)]) {
+        let sources: Vec<(String, i32)> = partitions.iter().map(|(s, _, p)| (s.clone(), *p)).collect();
+        let targets: Vec<(String, i32)> = partitions.iter().map(|(_, t, p)| (t.clone(), *p)).collect();
+        if let Some(meta) = self.source_meta {
+            if let Some(starts) = crate::lag::list_offsets(meta, &sources, rdkafka::Offset::Beginning) {
+                let mut cache = self.source_starts.borrow_mut();
+                cache.extend(sources.into_iter().map(|k| (k.clone(), starts.get(&k).copied())));
+            }
+        }
+        if let Some(ends) = crate::lag::list_offsets(self.target_meta, &targets, rdkafka::Offset::End) {
+            let mut cache = self.target_ends.borrow_mut();
+            cache.extend(targets.into_iter().map(|k| (k.clone(), ends.get(&k).copied())));
         }
     }
 
@@ -136,7 +162,7 @@ impl<'a> Round<'a> {
 
 /// Translates a group's committed source offsets for the topics this flow mirrors.
 pub fn translate_group(flow: &FlowConfig, round: &Round<'_>, offsets: &[GroupOffset]) -> Vec<TranslatedOffset> {
-    let selector = TopicSelector::new(flow);
+    let selector = round.selector.get_or_init(|| TopicSelector::new(flow));
     let mut out: Vec<TranslatedOffset> = offsets
         .iter()
         .filter(|o| selector.select(&o.topic).is_ok())
@@ -269,14 +295,19 @@ struct Checkpointer {
     source_admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext>,
     source_meta: rdkafka::consumer::BaseConsumer,
     target_meta: rdkafka::consumer::BaseConsumer,
-    source_producer: ThreadedProducer<DefaultProducerContext>,
-    target_producer: ThreadedProducer<DefaultProducerContext>,
+    /// Polled by this thread's own loop ([`Checkpointer::serve_producers`]), not by a
+    /// thread of their own: rdkafka's `ThreadedProducer` spins for the sub-millisecond
+    /// rest of each 100 ms poll, about 1 % of a core per producer when idle.
+    source_producer: BaseProducer<DefaultProducerContext>,
+    target_producer: BaseProducer<DefaultProducerContext>,
     reader: Option<MapReader>,
+    /// Follows the source's `__consumer_offsets` (created on the first round).
+    group_offsets: Option<GroupOffsets>,
     emitted: HashMap<(String, String, i32), (i64, i64, Instant)>,
     /// Follows the flow's mirrored heartbeats on the target.
     heartbeats: Option<rdkafka::consumer::BaseConsumer>,
-    /// Per synced group, a non-joining consumer on the target (see `sync_group`).
-    target_groups: HashMap<String, rdkafka::consumer::BaseConsumer>,
+    /// Syncs translated offsets into the target's groups (created on first use).
+    target_groups: Option<TargetGroups>,
     last_prune: Instant,
 }
 
@@ -288,7 +319,7 @@ impl Checkpointer {
         shared: Arc<FlowShared>,
         routes: watch::Receiver<Routes>,
     ) -> Result<Checkpointer, ClusterError> {
-        let producer = |c: &Cluster| -> Result<ThreadedProducer<DefaultProducerContext>, ClusterError> {
+        let producer = |c: &Cluster| -> Result<BaseProducer<DefaultProducerContext>, ClusterError> {
             c.small_producer_config("checkpoints", Duration::from_secs(30))
                 .create()
                 .map_err(|e| ClusterError::Client { alias: c.alias.clone(), reason: e.to_string() })
@@ -301,9 +332,10 @@ impl Checkpointer {
             source_producer: producer(&source)?,
             target_producer: producer(&target)?,
             reader: None,
+            group_offsets: None,
             emitted: HashMap::new(),
             heartbeats: None,
-            target_groups: HashMap::new(),
+            target_groups: None,
             last_prune: Instant::now(),
             flow,
             source,
@@ -330,10 +362,19 @@ impl Checkpointer {
                     tracing::warn!(flow = %self.name, "checkpoints: {e}");
                 }
             }
+            self.serve_producers();
             std::thread::sleep(Duration::from_millis(100));
         }
         let _ = self.target_producer.flush(Duration::from_secs(10));
         let _ = self.source_producer.flush(Duration::from_secs(10));
+    }
+
+    /// Serves the producers' delivery reports (each event carries a batch of them).
+    fn serve_producers(&self) {
+        for _ in 0..16 {
+            self.source_producer.poll(Duration::ZERO);
+            self.target_producer.poll(Duration::ZERO);
+        }
     }
 
     fn heartbeat(&self) {
@@ -403,6 +444,7 @@ impl Checkpointer {
     }
 
     fn checkpoint(&mut self) -> Result<(), ClusterError> {
+        let started = Instant::now();
         if self.reader.is_none() {
             self.reader = Some(MapReader::new(&self.target, &self.flow)?);
         }
@@ -412,31 +454,31 @@ impl Checkpointer {
             self.last_prune = Instant::now();
             self.prune_offset_map();
         }
-        let reader = self.reader.as_ref().expect("just set");
         let routes = self.routes.borrow().clone();
-        let groups = self
-            .source_meta
-            .fetch_group_list(None, REQUEST_TIMEOUT)
-            .map_err(|e| self.source.request_error("listing consumer groups", e))?;
-        let names: Vec<String> =
-            groups.groups().iter().map(|g| g.name().to_string()).filter(|g| self.flow.selects_group(g)).collect();
         let mut per_group = Vec::new();
+        let groups = self.source_group_offsets()?;
+        let reader = self.reader.as_ref().expect("just set");
         let round = Round::new(&reader.map, Some(&self.source_meta), &self.target_meta);
-        for group in names {
-            // One group strait cannot read (say, not authorized) must not stop the others.
-            let offsets = match kafka_ext::list_group_offsets(self.source_admin.inner(), &group, GROUP_REQUEST_TIMEOUT)
-            {
-                Ok(o) => o,
-                Err(e) => {
-                    metrics::error(&self.name, "checkpoint");
-                    tracing::warn!(flow = %self.name, "checkpoints: reading offsets of group `{group}`: {e}");
-                    continue;
-                }
-            };
-            let owned: Vec<GroupOffset> = offsets
-                .into_iter()
-                .filter(|o| routes.contains_key(&o.topic) && self.shared.owns(&o.topic, o.partition))
-                .collect();
+        let owned: Vec<(String, Vec<GroupOffset>)> = groups
+            .into_iter()
+            .map(|(group, offsets)| {
+                let owned = offsets
+                    .into_iter()
+                    .filter(|o| routes.contains_key(&o.topic) && self.shared.owns(&o.topic, o.partition))
+                    .collect();
+                (group, owned)
+            })
+            .collect();
+        let partitions: std::collections::BTreeSet<(String, i32)> =
+            owned.iter().flat_map(|(_, o)| o.iter().map(|o| (o.topic.clone(), o.partition))).collect();
+        let selector = TopicSelector::new(&self.flow);
+        let partitions: Vec<(String, String, i32)> = partitions
+            .into_iter()
+            .map(|(t, p)| (selector.target_topic(&t), t, p))
+            .map(|(tt, t, p)| (t, tt, p))
+            .collect();
+        round.prefetch(&partitions);
+        for (group, owned) in owned {
             if owned.is_empty() {
                 continue;
             }
@@ -444,26 +486,61 @@ impl Checkpointer {
             per_group.push((group, translated));
         }
         drop(round);
-        // Group requests to the target wait out outages (GROUP_REQUEST_TIMEOUT); do not
-        // start them when the target just failed to answer a metadata request.
+        // Do not start group requests to the target when it just failed to answer a
+        // metadata request: they would only wait out the outage.
         let map_topic = crate::offset_map::map_topic(&self.flow.source);
         let target_up = self
             .target_meta
             .fetch_metadata(Some(&map_topic), Duration::from_secs(2))
             .is_ok_and(|m| !m.brokers().is_empty());
-        self.target_groups.retain(|g, _| per_group.iter().any(|(name, _)| name == g));
-        for (group, translated) in per_group {
-            self.emit(&group, &translated);
-            if !target_up {
-                continue;
-            }
-            if let Err(e) = self.sync_group(&group, &translated) {
+        for (group, translated) in &per_group {
+            self.emit(group, translated);
+        }
+        if target_up {
+            if let Err(e) = self.sync_target_groups(&per_group) {
                 metrics::error(&self.name, "checkpoint");
-                tracing::warn!(flow = %self.name, "checkpoints: {e}");
+                tracing::warn!(flow = %self.name, "checkpoints: syncing target groups: {e}");
             }
         }
         self.shared.last_checkpoint_ms.store(now_ms(), std::sync::atomic::Ordering::SeqCst);
+        metrics::checkpoint_round(&self.name, started.elapsed().as_secs_f64(), per_group.len());
         Ok(())
+    }
+
+    /// The committed offsets of every selected source group, from `__consumer_offsets`
+    /// (one consumer for all groups, see [`GroupOffsets`]) or, with
+    /// `group_offsets_source = "admin"`, with one OffsetFetch admin request per group.
+    fn source_group_offsets(&mut self) -> Result<Vec<(String, Vec<GroupOffset>)>, ClusterError> {
+        if self.flow.group_offsets_source == GroupOffsetsSource::Admin {
+            return self.source_group_offsets_by_admin();
+        }
+        if self.group_offsets.is_none() {
+            self.group_offsets = Some(GroupOffsets::of_source(&self.source, &self.flow, REQUEST_TIMEOUT)?);
+        }
+        let offsets = self.group_offsets.as_mut().expect("just set");
+        // The first round reads the whole compacted topic; later ones only what is new.
+        offsets.catch_up(&self.source, CATCH_UP_TIMEOUT)?;
+        Ok(offsets.groups().map(|(g, o)| (g.to_string(), o)).collect())
+    }
+
+    fn source_group_offsets_by_admin(&self) -> Result<Vec<(String, Vec<GroupOffset>)>, ClusterError> {
+        let groups = self
+            .source_meta
+            .fetch_group_list(None, REQUEST_TIMEOUT)
+            .map_err(|e| self.source.request_error("listing consumer groups", e))?;
+        let mut out = Vec::new();
+        let selector = crate::naming::GroupSelector::new(&self.flow);
+        for group in groups.groups().iter().map(|g| g.name()).filter(|g| selector.selects(g)) {
+            // One group strait cannot read (say, not authorized) must not stop the others.
+            match kafka_ext::list_group_offsets(self.source_admin.inner(), group, GROUP_REQUEST_TIMEOUT) {
+                Ok(offsets) => out.push((group.to_string(), offsets)),
+                Err(e) => {
+                    metrics::error(&self.name, "checkpoint");
+                    tracing::warn!(flow = %self.name, "checkpoints: reading offsets of group `{group}`: {e}");
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn emit(&mut self, group: &str, translated: &[TranslatedOffset]) {
@@ -491,69 +568,11 @@ impl Checkpointer {
         }
     }
 
-    /// Reports how far the group's target offsets trail its translated position, and
-    /// (with `sync_group_offsets`) commits the translated offsets into the same group on
-    /// the target while it is idle there; never backwards.
-    ///
-    /// This goes through the consumer-group protocol (a non-joining consumer with the
-    /// group's id), not the admin API: librdkafka 2.12 can abort the process when a
-    /// group admin request meets a coordinator that goes away, as a target outage does.
-    fn sync_group(&mut self, group: &str, translated: &[TranslatedOffset]) -> Result<(), ClusterError> {
-        if !self.target_groups.contains_key(group) {
-            let client = self.target.group_client(group)?;
-            self.target_groups.insert(group.to_string(), client);
+    fn sync_target_groups(&mut self, per_group: &[(String, Vec<TranslatedOffset>)]) -> Result<(), ClusterError> {
+        if self.target_groups.is_none() {
+            self.target_groups = Some(TargetGroups::new(&self.flow, &self.target)?);
         }
-        let client = &self.target_groups[group];
-        let mut partitions = rdkafka::TopicPartitionList::new();
-        for t in translated.iter().filter(|t| t.downstream.is_some()) {
-            let _ = partitions.add_partition(&t.target_topic, t.partition);
-        }
-        if partitions.count() == 0 {
-            return Ok(());
-        }
-        let committed = client
-            .committed_offsets(partitions, REQUEST_TIMEOUT)
-            .map_err(|e| self.target.request_error(format!("reading offsets of group `{group}`"), e))?;
-        let current: HashMap<(String, i32), i64> = committed
-            .elements()
-            .iter()
-            .filter_map(|e| match e.offset() {
-                rdkafka::Offset::Offset(o) => Some(((e.topic().to_string(), e.partition()), o)),
-                _ => None,
-            })
-            .collect();
-        for t in translated {
-            if let Some(d) = t.downstream {
-                let on_target = current.get(&(t.target_topic.clone(), t.partition)).copied().unwrap_or(0);
-                metrics::group_offset_lag(&self.name, group, &t.target_topic, t.partition, (d - on_target).max(0));
-            }
-        }
-        if !self.flow.sync_group_offsets
-            || has_active_members(&self.target_meta, group)
-                .map_err(|e| self.target.request_error(format!("describing group `{group}`"), e))?
-        {
-            return Ok(());
-        }
-        let mut forward = rdkafka::TopicPartitionList::new();
-        for t in translated {
-            let Some(d) = t.downstream else { continue };
-            let now = current.get(&(t.target_topic.clone(), t.partition)).copied().unwrap_or(-1);
-            if d > now {
-                let _ = forward.add_partition_offset(&t.target_topic, t.partition, rdkafka::Offset::Offset(d));
-            }
-        }
-        if forward.count() == 0 {
-            return Ok(());
-        }
-        // Committed from outside the group: the broker refuses it if a member joined
-        // since the check above, which is what we want.
-        match client.commit(&forward, rdkafka::consumer::CommitMode::Sync) {
-            Ok(()) => {
-                tracing::debug!(flow = %self.name, group, partitions = forward.count(), "group offsets synced to target")
-            }
-            Err(e) => tracing::debug!(flow = %self.name, group, "group offset sync skipped: {e}"),
-        }
-        Ok(())
+        self.target_groups.as_mut().expect("just set").sync(per_group)
     }
 }
 

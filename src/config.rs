@@ -51,6 +51,9 @@ pub struct Config {
     /// `[log]`: how strait writes its logs.
     #[serde(default)]
     pub log: LogConfig,
+    /// `[metrics]`: how much detail `/metrics` exports.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -83,6 +86,15 @@ impl ClusterConfig {
     pub fn security(&self) -> ClusterSecurity<'_> {
         ClusterSecurity { tls: self.tls.as_ref(), sasl: self.sasl.as_ref() }
     }
+}
+
+/// See [`FlowConfig::group_offsets_source`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupOffsetsSource {
+    #[default]
+    ConsumerOffsets,
+    Admin,
 }
 
 /// How a source topic is named on the target.
@@ -162,6 +174,13 @@ pub struct FlowConfig {
     /// target while they have no active members there; never backwards. Default true.
     #[serde(default = "default_true")]
     pub sync_group_offsets: bool,
+    /// `group_offsets_source`: where the committed offsets of source groups are read:
+    /// `"consumer_offsets"` (default) follows the source's `__consumer_offsets` topic
+    /// with one consumer for all groups (needs READ and DESCRIBE on that topic when the
+    /// source has an authorizer); `"admin"` sends one OffsetFetch admin request per group
+    /// and round (needs DESCRIBE on each group; slow with hundreds of groups).
+    #[serde(default)]
+    pub group_offsets_source: GroupOffsetsSource,
     /// `heartbeat_interval_ms`: how often a heartbeat is written to the source's
     /// `heartbeats` topic (MM2 format). 0 disables. Default 1000.
     #[serde(default = "default_heartbeat_interval_ms")]
@@ -186,6 +205,35 @@ pub struct LogConfig {
     /// by the `STRAIT_LOG` environment variable (default `info`), see docs/logging.md.
     #[serde(default)]
     pub format: LogFormat,
+}
+
+/// How much per-partition detail the lag metrics carry. Each partition costs three
+/// series (`strait_source_end_offset`, `strait_replication_lag_records`,
+/// `strait_replication_lag_seconds`): 30,000 at 10,000 partitions, which a Prometheus
+/// scrape every 15 s handles but dashboards and alerts that list partitions do not.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `lag_granularity`: `"partition"` (default; series labelled flow, topic and
+    /// partition) or `"topic"` (series labelled flow and topic only: end offsets and lag
+    /// in records summed over the topic's partitions, lag in seconds the worst of them).
+    /// `/status` and `strait status` always show every partition.
+    #[serde(default)]
+    pub lag_granularity: LagGranularity,
+    /// `partition_lag_min_records`: with `lag_granularity = "partition"`, export a
+    /// partition's lag series only while it lags at least this many records; a series
+    /// not updated disappears from `/metrics` after 60 s. Default 0 (every partition).
+    #[serde(default)]
+    pub partition_lag_min_records: i64,
+}
+
+/// See [`MetricsConfig::lag_granularity`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LagGranularity {
+    #[default]
+    Partition,
+    Topic,
 }
 
 impl Default for AdminConfig {
@@ -322,6 +370,9 @@ impl Config {
         if self.flows.is_empty() {
             return Err(ConfigError::invalid("flows", "at least one [[flows]] entry is required"));
         }
+        if self.metrics.partition_lag_min_records < 0 {
+            return Err(ConfigError::invalid("metrics.partition_lag_min_records", "must be 0 or more"));
+        }
         let known = self.clusters.keys().cloned().collect::<Vec<_>>().join(", ");
         let mut seen: BTreeMap<(&str, &str), usize> = BTreeMap::new();
         for (i, flow) in self.flows.iter().enumerate() {
@@ -389,6 +440,19 @@ impl Config {
                     ));
                 }
             }
+            // A transaction stays open for a commit interval plus the acknowledgement
+            // wait; the broker aborts one older than the transaction timeout.
+            let longest = crate::cluster::TRANSACTION_TIMEOUT.as_millis() as u64 / 2;
+            if flow.exactly_once && flow.commit_interval_ms > longest {
+                return Err(ConfigError::invalid(
+                    format!("{key}.commit_interval_ms"),
+                    format!(
+                        "must be at most {longest} with exactly_once (half the {} s transaction timeout), got {}",
+                        crate::cluster::TRANSACTION_TIMEOUT.as_secs(),
+                        flow.commit_interval_ms
+                    ),
+                ));
+            }
             if flow.provenance_header.is_empty() {
                 return Err(ConfigError::invalid(format!("{key}.provenance_header"), "must not be empty"));
             }
@@ -435,12 +499,10 @@ impl FlowConfig {
 
     /// Whether a consumer group's offsets are translated by this flow. strait's own
     /// groups never are.
+    /// Whether the flow translates `group`'s offsets. Compiles the patterns on every
+    /// call: use [`crate::naming::GroupSelector`] to test many groups.
     pub fn selects_group(&self, group: &str) -> bool {
-        let matches = |patterns: &[String]| patterns.iter().any(|p| anchored(p).is_ok_and(|re| re.is_match(group)));
-        group != self.consumer_group()
-            && !group.starts_with("strait.")
-            && matches(&self.groups)
-            && !matches(&self.groups_exclude)
+        crate::naming::GroupSelector::new(self).selects(group)
     }
 
     pub fn commit_interval(&self) -> Duration {
@@ -540,8 +602,22 @@ fn refine_key(key: &str, problem: &str) -> (String, String) {
         let expected = problem.split_once(", expected ").map(|(_, e)| e).unwrap_or("");
         return (full, format!("unknown key; expected {expected}"));
     }
+    if let Some((_, value)) = problem.split_once(" does not have variant constructor ") {
+        let field = key.rsplit('.').next().unwrap_or(key);
+        let allowed = ENUM_VALUES.iter().find(|(k, _)| *k == field).map_or("", |(_, v)| v);
+        return (key.to_string(), format!("unknown value `{value}`; expected {allowed}"));
+    }
     (key.to_string(), problem.to_string())
 }
+
+/// The values of keys that take one of a few words, for error messages (the config
+/// crate names the Rust enum instead).
+const ENUM_VALUES: &[(&str, &str)] = &[
+    ("rename", "\"prefix\" or \"identity\""),
+    ("group_offsets_source", "\"consumer_offsets\" or \"admin\""),
+    ("lag_granularity", "\"partition\" or \"topic\""),
+    ("format", "\"text\" or \"json\""),
+];
 
 fn refine_toplevel(text: &str) -> Option<(String, String)> {
     if let Some(rest) = text.split_once("missing configuration field \"").map(|(_, r)| r) {

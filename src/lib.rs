@@ -33,6 +33,8 @@ pub mod checkpoint;
 pub mod cluster;
 pub mod config;
 pub mod failover;
+pub mod group_offsets;
+pub mod group_sync;
 #[allow(unsafe_code)]
 pub mod kafka_ext;
 pub mod lag;

@@ -22,6 +22,8 @@ pub const REPLICATION_LAG_RECORDS: &str = "strait_replication_lag_records";
 pub const REPLICATION_LAG_SECONDS: &str = "strait_replication_lag_seconds";
 pub const SOURCE_END_OFFSET: &str = "strait_source_end_offset";
 pub const CHECKPOINT_AGE_SECONDS: &str = "strait_checkpoint_age_seconds";
+pub const CHECKPOINT_ROUND_SECONDS: &str = "strait_checkpoint_round_seconds";
+pub const CHECKPOINT_GROUPS: &str = "strait_checkpoint_groups";
 pub const GROUP_OFFSET_LAG_RECORDS: &str = "strait_group_offset_lag_records";
 pub const HEARTBEAT_AGE_SECONDS: &str = "strait_heartbeat_age_seconds";
 pub const ERRORS_TOTAL: &str = "strait_errors_total";
@@ -88,6 +90,12 @@ fn describe() {
     );
     describe_gauge!(SOURCE_END_OFFSET, "End (high watermark) offset of each mirrored source partition.");
     describe_gauge!(CHECKPOINT_AGE_SECONDS, Unit::Seconds, "Time since the flow's last completed checkpoint round.");
+    describe_gauge!(
+        CHECKPOINT_ROUND_SECONDS,
+        Unit::Seconds,
+        "How long the flow's last completed checkpoint round took (reading group offsets, translating, writing)."
+    );
+    describe_gauge!(CHECKPOINT_GROUPS, "Consumer groups whose offsets the flow's last checkpoint round translated.");
     describe_gauge!(
         GROUP_OFFSET_LAG_RECORDS,
         "Records a group would re-read on the target if it switched now without `strait failover`: \
@@ -269,8 +277,21 @@ pub fn partition_lag(flow: &str, topic: &str, partition: i32, end: i64, records:
     gauge!(REPLICATION_LAG_SECONDS, &labels).set(seconds);
 }
 
+/// The topic-level form of [`partition_lag`] (`[metrics] lag_granularity = "topic"`).
+pub fn topic_lag(flow: &str, topic: &str, end: i64, records: i64, seconds: f64) {
+    let labels = [("flow", flow.to_string()), ("topic", topic.to_string())];
+    gauge!(SOURCE_END_OFFSET, &labels).set(end as f64);
+    gauge!(REPLICATION_LAG_RECORDS, &labels).set(records as f64);
+    gauge!(REPLICATION_LAG_SECONDS, &labels).set(seconds);
+}
+
 pub fn checkpoint_age(flow: &str, seconds: f64) {
     gauge!(CHECKPOINT_AGE_SECONDS, "flow" => flow.to_string()).set(seconds);
+}
+
+pub fn checkpoint_round(flow: &str, seconds: f64, groups: usize) {
+    gauge!(CHECKPOINT_ROUND_SECONDS, "flow" => flow.to_string()).set(seconds);
+    gauge!(CHECKPOINT_GROUPS, "flow" => flow.to_string()).set(groups as f64);
 }
 
 pub fn heartbeat_age(flow: &str, seconds: f64) {

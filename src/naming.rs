@@ -25,6 +25,36 @@ pub struct TopicSelector {
     exclude: Vec<Regex>,
 }
 
+/// A flow's compiled consumer-group selection (`groups`, `groups_exclude`), for paths
+/// that test many groups: compiling the patterns costs far more than matching them.
+#[derive(Debug, Clone)]
+pub struct GroupSelector {
+    own_group: String,
+    include: Vec<Regex>,
+    exclude: Vec<Regex>,
+}
+
+impl GroupSelector {
+    /// Patterns were validated by config loading, so compiling cannot fail here.
+    pub fn new(flow: &FlowConfig) -> GroupSelector {
+        let compile = |p: &String| anchored(p).expect("validated in config");
+        GroupSelector {
+            own_group: flow.consumer_group(),
+            include: flow.groups.iter().map(compile).collect(),
+            exclude: flow.groups_exclude.iter().map(compile).collect(),
+        }
+    }
+
+    /// Whether the flow translates `group`'s offsets: selected, not excluded, and not
+    /// strait's own (`strait.` groups and the flow's consumer group).
+    pub fn selects(&self, group: &str) -> bool {
+        group != self.own_group
+            && !group.starts_with("strait.")
+            && self.include.iter().any(|re| re.is_match(group))
+            && !self.exclude.iter().any(|re| re.is_match(group))
+    }
+}
+
 /// Why a topic is not mirrored; shown by `check` and `plan`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Skip {

@@ -84,15 +84,14 @@ pub async fn run(config: Config, shutdown_tx: watch::Sender<bool>) -> Result<(),
             state: "starting".into(),
             ..Default::default()
         }));
-        monitors.push(lag::start(
-            handle.shared.clone(),
-            source.clone(),
-            target.clone(),
-            crate::offset_map::map_topic(&flow.source),
-            status.clone(),
-            up.clone(),
-            shutdown_tx.subscribe(),
-        ));
+        let watched = lag::Watched {
+            shared: handle.shared.clone(),
+            source: source.clone(),
+            target: target.clone(),
+            map_topic: crate::offset_map::map_topic(&flow.source),
+            up: up.clone(),
+        };
+        monitors.push(lag::start(watched, status.clone(), config.metrics.clone(), shutdown_tx.subscribe()));
         views.push(FlowView { status });
         flows.push((flow.name(), handle, up));
     }

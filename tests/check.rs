@@ -167,7 +167,11 @@ fn malformed_configs_exit_2_naming_the_key() {
             good.replace("refresh_interval_ms = 1000", "refresh_interval_ms = \"soon\""),
             "flows[0].refresh_interval_ms",
         ),
-        ("bad rename", good.replace("rename = \"prefix\"", "rename = \"suffix\""), "flows[0].rename"),
+        (
+            "bad rename",
+            good.replace("rename = \"prefix\"", "rename = \"suffix\""),
+            "flows[0].rename: unknown value `suffix`; expected \"prefix\" or \"identity\"",
+        ),
         (
             "duplicate flow",
             format!("{good}\n{}", flow("us-east", "eu-west", "other", "prefix", "g2")),
@@ -196,6 +200,21 @@ fn malformed_configs_exit_2_naming_the_key() {
             "exactly_once not a boolean",
             good.replace("commit_interval_ms = 200", "exactly_once = \"maybe\""),
             "flows[0].exactly_once: invalid type",
+        ),
+        (
+            "exactly-once transaction longer than the broker allows",
+            good.replace("commit_interval_ms = 200", "exactly_once = true\ncommit_interval_ms = 45000"),
+            "flows[0].commit_interval_ms: must be at most 30000 with exactly_once",
+        ),
+        (
+            "group offsets from an unknown place",
+            good.replace("commit_interval_ms = 200", "group_offsets_source = \"zookeeper\""),
+            "flows[0].group_offsets_source: unknown value `zookeeper`; expected \"consumer_offsets\" or \"admin\"",
+        ),
+        (
+            "negative lag threshold",
+            good.replace("[admin]", "[metrics]\npartition_lag_min_records = -5\n\n[admin]"),
+            "metrics.partition_lag_min_records: must be 0 or more",
         ),
         (
             "negative in-flight bound",
