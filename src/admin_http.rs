@@ -1,10 +1,11 @@
 //! The admin HTTP endpoint: `/metrics` for Prometheus, `/healthz` (the process is alive),
-//! `/readyz` (every flow runs and every cluster answers), and `/status` (JSON lag per
-//! flow and partition, read by `strait status`). Nothing here exposes configuration, so
-//! no secret can leak through it.
+//! `/readyz` (every flow runs and every cluster answers), `/status` (JSON lag per flow,
+//! partition and consumer group, read by `strait status`), and `/status/history` (the
+//! last 15 minutes of throughput and lag per flow). Nothing here exposes configuration,
+//! so no secret can leak through it.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -14,16 +15,13 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
 
-use crate::lag::FlowStatus;
+use crate::lag::{FlowStatus, Published};
 
-/// What the endpoint reads; the lag monitors keep each flow's status current.
+/// What the endpoint reads; the lag monitors keep each flow's status and history
+/// current.
 pub struct AdminState {
     pub metrics: Option<PrometheusHandle>,
-    pub flows: Vec<FlowView>,
-}
-
-pub struct FlowView {
-    pub status: Arc<Mutex<FlowStatus>>,
+    pub flows: Vec<Published>,
 }
 
 impl AdminState {
@@ -43,6 +41,7 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/status", get(status))
+        .route("/status/history", get(history))
         .with_state(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -89,4 +88,21 @@ async fn ready(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
 
 async fn status(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
     Json(serde_json::json!({ "flows": state.statuses() }))
+}
+
+/// Per flow, the samples of the last 15 minutes (one per lag round), oldest first.
+async fn history(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
+    let flows: Vec<serde_json::Value> = state
+        .flows
+        .iter()
+        .map(|f| {
+            let flow = f.status.lock().unwrap().flow.clone();
+            serde_json::json!({ "flow": flow, "samples": f.history.lock().unwrap().samples() })
+        })
+        .collect();
+    Json(serde_json::json!({
+        "interval_seconds": crate::lag::INTERVAL.as_secs(),
+        "capacity": crate::lag::HISTORY_SAMPLES,
+        "flows": flows,
+    }))
 }

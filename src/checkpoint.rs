@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use crate::cluster::{Cluster, ClusterError};
 use crate::config::FlowConfig;
 use crate::kafka_ext::{self, GroupOffset};
+use crate::lag::GroupPosition;
 use crate::metrics;
 use crate::mirror::FlowShared;
 use crate::naming::TopicSelector;
@@ -452,16 +453,25 @@ impl Checkpointer {
             .fetch_metadata(Some(&map_topic), Duration::from_secs(2))
             .is_ok_and(|m| !m.brokers().is_empty());
         self.target_groups.retain(|g, _| per_group.iter().any(|(name, _)| name == g));
+        let mut positions = Vec::new();
         for (group, translated) in per_group {
             self.emit(&group, &translated);
-            if !target_up {
-                continue;
-            }
-            if let Err(e) = self.sync_group(&group, &translated) {
-                metrics::error(&self.name, "checkpoint");
-                tracing::warn!(flow = %self.name, "checkpoints: {e}");
-            }
+            let on_target = if target_up {
+                let synced = self
+                    .target_committed(&group, &translated)
+                    .and_then(|current| self.sync_group(&group, &translated, &current).map(|()| current));
+                synced
+                    .inspect_err(|e| {
+                        metrics::error(&self.name, "checkpoint");
+                        tracing::warn!(flow = %self.name, "checkpoints: {e}");
+                    })
+                    .ok()
+            } else {
+                None
+            };
+            positions.extend(group_positions(&group, &translated, on_target.as_ref()));
         }
+        *self.shared.groups.lock().unwrap() = positions;
         self.shared.last_checkpoint_ms.store(now_ms(), std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
@@ -491,14 +501,17 @@ impl Checkpointer {
         }
     }
 
-    /// Reports how far the group's target offsets trail its translated position, and
-    /// (with `sync_group_offsets`) commits the translated offsets into the same group on
-    /// the target while it is idle there; never backwards.
+    /// The group's committed offsets on the target for the partitions it has a
+    /// translated position in, and how far they trail it (a metric).
     ///
     /// This goes through the consumer-group protocol (a non-joining consumer with the
     /// group's id), not the admin API: librdkafka 2.12 can abort the process when a
     /// group admin request meets a coordinator that goes away, as a target outage does.
-    fn sync_group(&mut self, group: &str, translated: &[TranslatedOffset]) -> Result<(), ClusterError> {
+    fn target_committed(
+        &mut self,
+        group: &str,
+        translated: &[TranslatedOffset],
+    ) -> Result<HashMap<(String, i32), i64>, ClusterError> {
         if !self.target_groups.contains_key(group) {
             let client = self.target.group_client(group)?;
             self.target_groups.insert(group.to_string(), client);
@@ -509,7 +522,7 @@ impl Checkpointer {
             let _ = partitions.add_partition(&t.target_topic, t.partition);
         }
         if partitions.count() == 0 {
-            return Ok(());
+            return Ok(HashMap::new());
         }
         let committed = client
             .committed_offsets(partitions, REQUEST_TIMEOUT)
@@ -527,6 +540,22 @@ impl Checkpointer {
                 let on_target = current.get(&(t.target_topic.clone(), t.partition)).copied().unwrap_or(0);
                 metrics::group_offset_lag(&self.name, group, &t.target_topic, t.partition, (d - on_target).max(0));
             }
+        }
+        Ok(current)
+    }
+
+    /// With `sync_group_offsets`, commits the translated offsets into the same group on
+    /// the target while it is idle there; never backwards. `current` is what
+    /// [`Checkpointer::target_committed`] read.
+    fn sync_group(
+        &self,
+        group: &str,
+        translated: &[TranslatedOffset],
+        current: &HashMap<(String, i32), i64>,
+    ) -> Result<(), ClusterError> {
+        let Some(client) = self.target_groups.get(group) else { return Ok(()) };
+        if translated.iter().all(|t| t.downstream.is_none()) {
+            return Ok(());
         }
         if !self.flow.sync_group_offsets
             || has_active_members(&self.target_meta, group)
@@ -557,6 +586,33 @@ impl Checkpointer {
     }
 }
 
+/// What `/status` shows of a group's translated partitions. `on_target` is the group's
+/// committed offsets on the target, None when they could not be read; a partition
+/// without one there counts from 0, as `strait_group_offset_lag_records` does.
+pub fn group_positions(
+    group: &str,
+    translated: &[TranslatedOffset],
+    on_target: Option<&HashMap<(String, i32), i64>>,
+) -> Vec<GroupPosition> {
+    translated
+        .iter()
+        .map(|t| {
+            let committed = on_target.and_then(|c| c.get(&(t.target_topic.clone(), t.partition)).copied());
+            GroupPosition {
+                group: group.to_string(),
+                source_topic: t.source_topic.clone(),
+                target_topic: t.target_topic.clone(),
+                partition: t.partition,
+                source_committed: t.upstream,
+                translated: t.downstream,
+                note: t.note.to_string(),
+                target_committed: committed,
+                would_reread: t.downstream.zip(on_target).map(|(d, _)| (d - committed.unwrap_or(0)).max(0)),
+            }
+        })
+        .collect()
+}
+
 /// Whether `group` has members on the cluster `client` talks to.
 pub fn has_active_members<C: rdkafka::consumer::ConsumerContext>(
     client: &rdkafka::consumer::BaseConsumer<C>,
@@ -568,7 +624,29 @@ pub fn has_active_members<C: rdkafka::consumer::ConsumerContext>(
 
 #[cfg(test)]
 mod tests {
-    use super::mm2;
+    use super::*;
+
+    #[test]
+    fn group_positions_say_what_a_switch_without_failover_rereads() {
+        let t = |partition, downstream| TranslatedOffset {
+            source_topic: "t".into(),
+            target_topic: "us-east.t".into(),
+            partition,
+            upstream: 100,
+            downstream,
+            note: if downstream.is_some() { "exact" } else { "not yet mirrored" },
+        };
+        let translated = [t(0, Some(90)), t(1, Some(40)), t(2, None)];
+        let on_target = HashMap::from([(("us-east.t".to_string(), 0), 85), (("us-east.t".to_string(), 2), 7)]);
+        let positions = group_positions("g", &translated, Some(&on_target));
+        let rereads: Vec<_> = positions.iter().map(|p| (p.target_committed, p.would_reread)).collect();
+        assert_eq!(rereads, [(Some(85), Some(5)), (None, Some(40)), (Some(7), None)]);
+        assert_eq!(positions[2].note, "not yet mirrored");
+        // The target did not answer: nothing known there.
+        let unknown = group_positions("g", &translated, None);
+        assert!(unknown.iter().all(|p| p.target_committed.is_none() && p.would_reread.is_none()));
+        assert_eq!(unknown[0].translated, Some(90));
+    }
 
     #[test]
     fn checkpoint_encoding_matches_mirrormaker2() {

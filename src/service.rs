@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::admin_http::{self, AdminState, FlowView};
+use crate::admin_http::{self, AdminState};
 use crate::cluster::Cluster;
 use crate::config::{Config, FlowConfig};
-use crate::lag::{self, FlowStatus};
+use crate::lag::{self, FlowStatus, Published};
 use crate::metrics;
 use crate::mirror::{self, MirrorError};
 use crate::topic_sync::{self, Routes};
@@ -79,21 +79,24 @@ pub async fn run(config: Config, shutdown_tx: watch::Sender<bool>) -> Result<(),
         ));
         let up = Arc::new(AtomicBool::new(true));
         metrics::flow_started(&flow.name());
-        let status = Arc::new(std::sync::Mutex::new(FlowStatus {
-            flow: flow.name(),
-            state: "starting".into(),
-            ..Default::default()
-        }));
+        let published = Published {
+            status: Arc::new(std::sync::Mutex::new(FlowStatus {
+                flow: flow.name(),
+                state: "starting".into(),
+                ..Default::default()
+            })),
+            history: Arc::default(),
+        };
         monitors.push(lag::start(
             handle.shared.clone(),
             source.clone(),
             target.clone(),
             crate::offset_map::map_topic(&flow.source),
-            status.clone(),
+            published.clone(),
             up.clone(),
             shutdown_tx.subscribe(),
         ));
-        views.push(FlowView { status });
+        views.push(published);
         flows.push((flow.name(), handle, up));
     }
 
