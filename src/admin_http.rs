@@ -1,8 +1,9 @@
 //! The admin HTTP endpoint: `/metrics` for Prometheus, `/healthz` (the process is alive),
 //! `/readyz` (every flow runs and every cluster answers), `/status` (JSON lag per flow,
-//! partition and consumer group, read by `strait status`), and `/status/history` (the
-//! last 15 minutes of throughput and lag per flow). Nothing here exposes configuration,
-//! so no secret can leak through it.
+//! partition and consumer group, read by `strait status`), `/status/history` (the last
+//! 15 minutes of throughput and lag per flow), and at `/` a read-only status page built
+//! on those two (see [`page`]). Nothing here exposes configuration, so no secret can
+//! leak through it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +17,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
 
 use crate::lag::{FlowStatus, Published};
+
+mod page;
 
 /// What the endpoint reads; the lag monitors keep each flow's status and history
 /// current.
@@ -42,6 +45,7 @@ pub async fn serve(
         .route("/readyz", get(ready))
         .route("/status", get(status))
         .route("/status/history", get(history))
+        .merge(page::routes())
         .with_state(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
