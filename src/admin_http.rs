@@ -110,3 +110,48 @@ async fn history(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
         "flows": flows,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lag::{Sample, HISTORY_SAMPLES};
+
+    /// The page and its assets are served from the binary, and `/status/history` holds
+    /// each flow's samples, oldest first, at most [`HISTORY_SAMPLES`] of them.
+    #[test]
+    fn serves_the_page_its_assets_and_the_history() {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let flow = Published::default();
+        flow.status.lock().unwrap().flow = "us-east->eu-west".into();
+        for at_ms in 0..HISTORY_SAMPLES as i64 + 5 {
+            let sample =
+                Sample { at_ms, records_per_second: 10.0, bytes_per_second: 20.0, lag_seconds: 0.0, lag_records: 0 };
+            flow.history.lock().unwrap().push(sample);
+        }
+        let state = Arc::new(AdminState { metrics: None, flows: vec![flow] });
+        let listener = runtime.block_on(bind(SocketAddr::from(([127, 0, 0, 1], 0)))).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = watch::channel(false);
+        let server = runtime.spawn(serve(listener, state, stopped));
+
+        let (code, page) = crate::status::get(addr, "/").unwrap();
+        assert_eq!(code, 200);
+        assert!(page.contains(r#"src="ui/status.js""#) && page.contains(r#"href="ui/status.css""#), "{page}");
+        for asset in ["/ui/status.js", "/ui/status.css"] {
+            let (code, body) = crate::status::get(addr, asset).unwrap();
+            assert!(code == 200 && !body.is_empty(), "{asset}: {code}");
+        }
+        let (code, body) = crate::status::get(addr, "/status/history").unwrap();
+        assert_eq!(code, 200);
+        let history: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(history["interval_seconds"], 2);
+        assert_eq!(history["flows"][0]["flow"], "us-east->eu-west");
+        let samples = history["flows"][0]["samples"].as_array().unwrap();
+        assert_eq!(samples.len(), HISTORY_SAMPLES);
+        assert_eq!(samples[0]["at_ms"], 5);
+        assert_eq!(samples[0]["bytes_per_second"], 20.0);
+
+        stop.send(true).unwrap();
+        runtime.block_on(server).unwrap().unwrap();
+    }
+}

@@ -298,6 +298,12 @@ fn status_page_in_chromium_shows_live_flow_partitions_groups_and_charts() {
     let dom = stdout(&dump);
     assert!(dump.status.success() && !dom.is_empty(), "chromium --dump-dom:\n{}", tail(&dump));
     check_dom(&dom, flow, &topic, &group);
+    let head = Command::new("curl").args(["-sfI", &format!("{base}/")]).output().unwrap();
+    assert!(
+        stdout(&head).to_lowercase().contains("content-security-policy: default-src 'none'"),
+        "the page limits the browser to this origin:\n{}",
+        stdout(&head)
+    );
     assert_page_free_of(&base, &secret, &dom);
 
     let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
