@@ -116,7 +116,7 @@
   // "−2 min", "−45 s", "now": how long before the newest sample `ms` is.
   function fmtAgo(ms) {
     if (ms <= 0) return "now";
-    return ms >= 120000 ? "−" + Math.round(ms / 60000) + " min" : "−" + Math.round(ms / 1000) + " s";
+    return ms >= 120000 ? "−" + Number((ms / 60000).toFixed(1)) + " min" : "−" + Math.round(ms / 1000) + " s";
   }
 
   // An axis label: at most three significant digits, no trailing zeros.
@@ -356,10 +356,17 @@
   }
 
   // ---------------------------------------------------------------- polling
+  // A GET that gives up after 10 s, so that a hung connection cannot stop the polling.
   async function getJSON(path) {
-    const response = await fetch(path, { cache: "no-store" });
-    if (!response.ok) throw new Error(path + " answered HTTP " + response.status);
-    return response.json();
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), 10000);
+    try {
+      const response = await fetch(path, { cache: "no-store", signal: abort.signal });
+      if (!response.ok) throw new Error(path + " answered HTTP " + response.status);
+      return await response.json();
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async function refresh() {
