@@ -167,9 +167,7 @@ pub fn start(
                     .is_ok_and(|m| !m.brokers().is_empty());
                 metrics::cluster_up(&monitor.shared.name, "source", &source.alias, source_ok);
                 metrics::cluster_up(&monitor.shared.name, "target", &target.alias, target_ok);
-                let mut status = monitor.status(partitions, up.load(Ordering::SeqCst));
-                status.source_reachable = source_ok;
-                status.target_reachable = target_ok;
+                let status = monitor.status(partitions, up.load(Ordering::SeqCst), (source_ok, target_ok));
                 published.history.lock().unwrap().push(Sample {
                     at_ms: now_ms(),
                     records_per_second: status.records_per_second,
@@ -240,9 +238,9 @@ impl Monitor {
         (partitions, source_ok)
     }
 
-    /// The flow's status from `partitions` and the shared counters (publishing the
-    /// flow's metrics); reachability is left for the caller.
-    fn status(&mut self, partitions: Vec<PartitionLag>, running: bool) -> FlowStatus {
+    /// The flow's status from `partitions`, whether the clusters answered (source,
+    /// target), and the shared counters; publishes the flow's metrics.
+    fn status(&mut self, partitions: Vec<PartitionLag>, running: bool, reachable: (bool, bool)) -> FlowStatus {
         let shared = &self.shared;
         let now = now_ms();
         let age = |ms: i64| (ms > 0).then(|| ((now - ms).max(0) as f64) / 1000.0);
@@ -273,8 +271,8 @@ impl Monitor {
                 (true, false) => "running",
             }
             .to_string(),
-            source_reachable: false,
-            target_reachable: false,
+            source_reachable: reachable.0,
+            target_reachable: reachable.1,
             records_per_second,
             bytes_per_second,
             checkpoint_age_seconds: checkpoint_age,
