@@ -1,10 +1,12 @@
 //! The admin HTTP endpoint: `/metrics` for Prometheus, `/healthz` (the process is alive),
-//! `/readyz` (every flow runs and every cluster answers), and `/status` (JSON lag per
-//! flow and partition, read by `strait status`). Nothing here exposes configuration, so
-//! no secret can leak through it.
+//! `/readyz` (every flow runs and every cluster answers), `/status` (JSON lag per flow,
+//! partition and consumer group, read by `strait status`), `/status/history` (the last
+//! 15 minutes of throughput and lag per flow), and at `/` a read-only status page built
+//! on those two (see [`page`]). Nothing here exposes configuration, so no secret can
+//! leak through it.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -14,16 +16,15 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
 
-use crate::lag::FlowStatus;
+use crate::lag::{FlowStatus, Published};
 
-/// What the endpoint reads; the lag monitors keep each flow's status current.
+mod page;
+
+/// What the endpoint reads; the lag monitors keep each flow's status and history
+/// current.
 pub struct AdminState {
     pub metrics: Option<PrometheusHandle>,
-    pub flows: Vec<FlowView>,
-}
-
-pub struct FlowView {
-    pub status: Arc<Mutex<FlowStatus>>,
+    pub flows: Vec<Published>,
 }
 
 impl AdminState {
@@ -43,6 +44,8 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/status", get(status))
+        .route("/status/history", get(history))
+        .merge(page::routes())
         .with_state(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -89,4 +92,66 @@ async fn ready(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
 
 async fn status(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
     Json(serde_json::json!({ "flows": state.statuses() }))
+}
+
+/// Per flow, the samples of the last 15 minutes (one per lag round), oldest first.
+async fn history(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
+    let flows: Vec<serde_json::Value> = state
+        .flows
+        .iter()
+        .map(|f| {
+            let flow = f.status.lock().unwrap().flow.clone();
+            serde_json::json!({ "flow": flow, "samples": f.history.lock().unwrap().samples() })
+        })
+        .collect();
+    Json(serde_json::json!({
+        "interval_seconds": crate::lag::INTERVAL.as_secs(),
+        "capacity": crate::lag::HISTORY_SAMPLES,
+        "flows": flows,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lag::{Sample, HISTORY_SAMPLES};
+
+    /// The page and its assets are served from the binary, and `/status/history` holds
+    /// each flow's samples, oldest first, at most [`HISTORY_SAMPLES`] of them.
+    #[test]
+    fn serves_the_page_its_assets_and_the_history() {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let flow = Published::default();
+        flow.status.lock().unwrap().flow = "us-east->eu-west".into();
+        for at_ms in 0..HISTORY_SAMPLES as i64 + 5 {
+            let sample =
+                Sample { at_ms, records_per_second: 10.0, bytes_per_second: 20.0, lag_seconds: 0.0, lag_records: 0 };
+            flow.history.lock().unwrap().push(sample);
+        }
+        let state = Arc::new(AdminState { metrics: None, flows: vec![flow] });
+        let listener = runtime.block_on(bind(SocketAddr::from(([127, 0, 0, 1], 0)))).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = watch::channel(false);
+        let server = runtime.spawn(serve(listener, state, stopped));
+
+        let (code, page) = crate::status::get(addr, "/").unwrap();
+        assert_eq!(code, 200);
+        assert!(page.contains(r#"src="ui/status.js""#) && page.contains(r#"href="ui/status.css""#), "{page}");
+        for asset in ["/ui/status.js", "/ui/status.css"] {
+            let (code, body) = crate::status::get(addr, asset).unwrap();
+            assert!(code == 200 && !body.is_empty(), "{asset}: {code}");
+        }
+        let (code, body) = crate::status::get(addr, "/status/history").unwrap();
+        assert_eq!(code, 200);
+        let history: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(history["interval_seconds"], 2);
+        assert_eq!(history["flows"][0]["flow"], "us-east->eu-west");
+        let samples = history["flows"][0]["samples"].as_array().unwrap();
+        assert_eq!(samples.len(), HISTORY_SAMPLES);
+        assert_eq!(samples[0]["at_ms"], 5);
+        assert_eq!(samples[0]["bytes_per_second"], 20.0);
+
+        stop.send(true).unwrap();
+        runtime.block_on(server).unwrap().unwrap();
+    }
 }

@@ -21,6 +21,7 @@ use crate::config::{FlowConfig, GroupOffsetsSource};
 use crate::group_offsets::GroupOffsets;
 use crate::group_sync::TargetGroups;
 use crate::kafka_ext::{self, GroupOffset};
+use crate::lag::GroupPosition;
 use crate::metrics;
 use crate::mirror::FlowShared;
 use crate::naming::TopicSelector;
@@ -496,12 +497,20 @@ impl Checkpointer {
         for (group, translated) in &per_group {
             self.emit(group, translated);
         }
-        if target_up {
-            if let Err(e) = self.sync_target_groups(&per_group) {
-                metrics::error(&self.name, "checkpoint");
-                tracing::warn!(flow = %self.name, "checkpoints: syncing target groups: {e}");
-            }
+        let synced = target_up
+            && self
+                .sync_target_groups(&per_group)
+                .inspect_err(|e| {
+                    metrics::error(&self.name, "checkpoint");
+                    tracing::warn!(flow = %self.name, "checkpoints: syncing target groups: {e}");
+                })
+                .is_ok();
+        let mut positions = Vec::new();
+        for (group, translated) in &per_group {
+            let on_target = self.target_groups.as_ref().filter(|_| synced).map(|t| t.committed_of(group, translated));
+            positions.extend(group_positions(group, translated, on_target.as_ref()));
         }
+        *self.shared.groups.lock().unwrap() = positions;
         self.shared.last_checkpoint_ms.store(now_ms(), std::sync::atomic::Ordering::SeqCst);
         metrics::checkpoint_round(&self.name, started.elapsed().as_secs_f64(), per_group.len());
         Ok(())
@@ -576,6 +585,33 @@ impl Checkpointer {
     }
 }
 
+/// What `/status` shows of a group's translated partitions. `on_target` is the group's
+/// committed offsets on the target, None when they could not be read; a partition
+/// without one there counts from 0, as `strait_group_offset_lag_records` does.
+pub fn group_positions(
+    group: &str,
+    translated: &[TranslatedOffset],
+    on_target: Option<&HashMap<(String, i32), i64>>,
+) -> Vec<GroupPosition> {
+    translated
+        .iter()
+        .map(|t| {
+            let committed = on_target.and_then(|c| c.get(&(t.target_topic.clone(), t.partition)).copied());
+            GroupPosition {
+                group: group.to_string(),
+                source_topic: t.source_topic.clone(),
+                target_topic: t.target_topic.clone(),
+                partition: t.partition,
+                source_committed: t.upstream,
+                translated: t.downstream,
+                note: t.note.to_string(),
+                target_committed: committed,
+                would_reread: t.downstream.zip(on_target).map(|(d, _)| (d - committed.unwrap_or(0)).max(0)),
+            }
+        })
+        .collect()
+}
+
 /// Whether `group` has members on the cluster `client` talks to.
 pub fn has_active_members<C: rdkafka::consumer::ConsumerContext>(
     client: &rdkafka::consumer::BaseConsumer<C>,
@@ -587,7 +623,29 @@ pub fn has_active_members<C: rdkafka::consumer::ConsumerContext>(
 
 #[cfg(test)]
 mod tests {
-    use super::mm2;
+    use super::*;
+
+    #[test]
+    fn group_positions_say_what_a_switch_without_failover_rereads() {
+        let t = |partition, downstream| TranslatedOffset {
+            source_topic: "t".into(),
+            target_topic: "us-east.t".into(),
+            partition,
+            upstream: 100,
+            downstream,
+            note: if downstream.is_some() { "exact" } else { "not yet mirrored" },
+        };
+        let translated = [t(0, Some(90)), t(1, Some(40)), t(2, None)];
+        let on_target = HashMap::from([(("us-east.t".to_string(), 0), 85), (("us-east.t".to_string(), 2), 7)]);
+        let positions = group_positions("g", &translated, Some(&on_target));
+        let rereads: Vec<_> = positions.iter().map(|p| (p.target_committed, p.would_reread)).collect();
+        assert_eq!(rereads, [(Some(85), Some(5)), (None, Some(40)), (Some(7), None)]);
+        assert_eq!(positions[2].note, "not yet mirrored");
+        // The target did not answer: nothing known there.
+        let unknown = group_positions("g", &translated, None);
+        assert!(unknown.iter().all(|p| p.target_committed.is_none() && p.would_reread.is_none()));
+        assert_eq!(unknown[0].translated, Some(90));
+    }
 
     #[test]
     fn checkpoint_encoding_matches_mirrormaker2() {

@@ -190,7 +190,8 @@ pub struct FlowConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
-    /// `listen`: address of the admin HTTP endpoint. Default `127.0.0.1:9644`.
+    /// `listen`: address of the admin HTTP endpoint (the status page at `/`, metrics,
+    /// health, `/status`). Default `127.0.0.1:9644`: loopback only.
     #[serde(default = "default_admin_listen")]
     pub listen: String,
 }

@@ -96,6 +96,23 @@ impl TargetGroups {
         Ok(())
     }
 
+    /// `group`'s committed offsets on the target in the partitions of `translated`, as
+    /// the last [`TargetGroups::sync`] read them.
+    pub(crate) fn committed_of(
+        &self,
+        group: &str,
+        translated: &[TranslatedOffset],
+    ) -> std::collections::HashMap<(String, i32), i64> {
+        let Some(committed) = &self.committed else { return Default::default() };
+        translated
+            .iter()
+            .filter_map(|t| {
+                let offset = committed.committed(group, &t.target_topic, t.partition)?;
+                Some(((t.target_topic.clone(), t.partition), offset))
+            })
+            .collect()
+    }
+
     /// The target's groups that have members (one listing for all groups).
     fn groups_with_members(&self) -> Result<HashSet<String>, ClusterError> {
         let list = self

@@ -23,7 +23,9 @@ use crate::config::{LagGranularity, MetricsConfig};
 use crate::metrics::{self, now_ms};
 use crate::mirror::FlowShared;
 
-const INTERVAL: Duration = Duration::from_secs(2);
+/// How often lag is computed (below 4,000 partitions), and the spacing of the
+/// history's samples.
+pub const INTERVAL: Duration = Duration::from_secs(2);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What `/status` shows of one partition.
@@ -37,6 +39,29 @@ pub struct PartitionLag {
     pub lag_seconds: f64,
 }
 
+/// What `/status` shows of one partition of a source consumer group: where it would
+/// continue on the target, and what it would re-read there without `strait failover`.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct GroupPosition {
+    pub group: String,
+    pub source_topic: String,
+    pub target_topic: String,
+    pub partition: i32,
+    /// The group's committed offset on the source.
+    pub source_committed: i64,
+    /// Its translated position on the target, when known exactly.
+    pub translated: Option<i64>,
+    /// How the translation went (`exact`, `not yet mirrored`, ...).
+    pub note: String,
+    /// The same group's committed offset on the target; None when the target did not
+    /// answer or the group has none there.
+    pub target_committed: Option<i64>,
+    /// `translated` minus the target's committed offset (0 when none): records the group
+    /// would read again if it switched without `strait failover` (as
+    /// `strait_group_offset_lag_records`); None when either side is unknown.
+    pub would_reread: Option<i64>,
+}
+
 /// What `/status` shows of one flow.
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct FlowStatus {
@@ -46,10 +71,16 @@ pub struct FlowStatus {
     pub source_reachable: bool,
     pub target_reachable: bool,
     pub records_per_second: f64,
+    /// Key and value bytes per second acknowledged by the target.
+    #[serde(default)]
+    pub bytes_per_second: f64,
     pub checkpoint_age_seconds: Option<f64>,
     pub heartbeat_age_seconds: Option<f64>,
     pub last_error: Option<String>,
     pub partitions: Vec<PartitionLag>,
+    /// Source groups this instance checkpoints, per partition (see [`GroupPosition`]).
+    #[serde(default)]
+    pub groups: Vec<GroupPosition>,
 }
 
 impl FlowStatus {
@@ -60,6 +91,49 @@ impl FlowStatus {
     pub fn lag_records(&self) -> i64 {
         self.partitions.iter().map(|p| p.lag_records).sum()
     }
+}
+
+/// Samples kept per flow: 15 minutes at one per lag round.
+pub const HISTORY_SAMPLES: usize = 450;
+
+/// One lag round's numbers, for the status page's charts.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
+pub struct Sample {
+    /// Unix milliseconds.
+    pub at_ms: i64,
+    pub records_per_second: f64,
+    pub bytes_per_second: f64,
+    /// The flow's worst partition time lag.
+    pub lag_seconds: f64,
+    /// The flow's lag in records, summed over partitions.
+    pub lag_records: i64,
+}
+
+/// The last [`HISTORY_SAMPLES`] samples of a flow, oldest first (a ring buffer: it
+/// never grows beyond that).
+#[derive(Debug, Default)]
+pub struct History {
+    samples: std::collections::VecDeque<Sample>,
+}
+
+impl History {
+    pub fn push(&mut self, sample: Sample) {
+        if self.samples.len() == HISTORY_SAMPLES {
+            self.samples.pop_front();
+        }
+        self.samples.push_back(sample);
+    }
+
+    pub fn samples(&self) -> Vec<Sample> {
+        self.samples.iter().copied().collect()
+    }
+}
+
+/// Where a flow's monitor publishes: the current status and its history.
+#[derive(Clone, Default)]
+pub struct Published {
+    pub status: Arc<Mutex<FlowStatus>>,
+    pub history: Arc<Mutex<History>>,
 }
 
 /// What the lag monitor of one flow watches.
@@ -77,7 +151,7 @@ pub struct Watched {
 /// Computes lag for one flow until shutdown, publishing metrics and `status`.
 pub fn start(
     watched: Watched,
-    status: Arc<Mutex<FlowStatus>>,
+    published: Published,
     export: MetricsConfig,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::thread::JoinHandle<()> {
@@ -90,7 +164,7 @@ pub fn start(
                 return;
             };
             let mut monitor = LagMonitor {
-                last_acked: shared.acked_records.load(Ordering::Relaxed),
+                last_acked: (shared.acked_records.load(Ordering::Relaxed), shared.acked_bytes.load(Ordering::Relaxed)),
                 shared,
                 source,
                 target,
@@ -103,9 +177,16 @@ pub fn start(
                 last_tick: Instant::now(),
             };
             while !*shutdown.borrow_and_update() {
-                let status_now = monitor.round(up.load(Ordering::SeqCst));
-                let next = Instant::now() + interval(status_now.partitions.len());
-                *status.lock().unwrap() = status_now;
+                let status = monitor.round(up.load(Ordering::SeqCst));
+                let next = Instant::now() + interval(status.partitions.len());
+                published.history.lock().unwrap().push(Sample {
+                    at_ms: now_ms(),
+                    records_per_second: status.records_per_second,
+                    bytes_per_second: status.bytes_per_second,
+                    lag_seconds: status.worst_lag_seconds(),
+                    lag_records: status.lag_records(),
+                });
+                *published.status.lock().unwrap() = status;
                 while Instant::now() < next && !*shutdown.borrow() {
                     std::thread::sleep(Duration::from_millis(100));
                 }
@@ -133,7 +214,8 @@ struct LagMonitor {
     offsets: HashMap<(String, i32), (i64, i64)>,
     /// When each partition was last seen caught up (ms since the epoch).
     caught_up_at: HashMap<(String, i32), i64>,
-    last_acked: u64,
+    /// Records and bytes acknowledged at `last_tick`.
+    last_acked: (u64, u64),
     last_tick: Instant,
 }
 
@@ -224,8 +306,10 @@ impl LagMonitor {
             metrics::heartbeat_age(&shared.name, age);
         }
         metrics::in_flight(&shared.name, shared.budget.in_flight(), shared.budget.limit());
-        let acked = shared.acked_records.load(Ordering::Relaxed);
-        let rate = (acked - self.last_acked) as f64 / self.last_tick.elapsed().as_secs_f64().max(0.001);
+        let acked = (shared.acked_records.load(Ordering::Relaxed), shared.acked_bytes.load(Ordering::Relaxed));
+        let elapsed = self.last_tick.elapsed().as_secs_f64().max(0.001);
+        let records_per_second = acked.0.saturating_sub(self.last_acked.0) as f64 / elapsed;
+        let bytes_per_second = acked.1.saturating_sub(self.last_acked.1) as f64 / elapsed;
         self.last_acked = acked;
         self.last_tick = Instant::now();
 
@@ -242,11 +326,13 @@ impl LagMonitor {
             .to_string(),
             source_reachable: source_ok,
             target_reachable: target_ok,
-            records_per_second: rate,
+            records_per_second,
+            bytes_per_second,
             checkpoint_age_seconds: checkpoint_age,
             heartbeat_age_seconds: heartbeat_age,
             last_error: shared.last_error.lock().unwrap().clone(),
             partitions,
+            groups: shared.groups.lock().unwrap().clone(),
         }
     }
 }
@@ -300,5 +386,26 @@ fn export_lag(flow: &str, export: &MetricsConfig, partitions: &[PartitionLag]) {
                 metrics::topic_lag(flow, topic, end, records, seconds);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(at_ms: i64) -> Sample {
+        Sample { at_ms, records_per_second: 1.0, bytes_per_second: 2.0, lag_seconds: 0.5, lag_records: 3 }
+    }
+
+    #[test]
+    fn history_keeps_the_newest_samples_oldest_first() {
+        let mut history = History::default();
+        for at in 0..HISTORY_SAMPLES as i64 + 10 {
+            history.push(sample(at));
+        }
+        let samples = history.samples();
+        assert_eq!(samples.len(), HISTORY_SAMPLES);
+        assert_eq!(samples.first().unwrap().at_ms, 10);
+        assert_eq!(samples.last().unwrap().at_ms, HISTORY_SAMPLES as i64 + 9);
     }
 }

@@ -19,10 +19,11 @@
 //! - [`recopy`]: `strait recopy`, copying a topic again after its target copy was lost.
 //! - [`verify`]: `strait verify`: every source record against its copy, through the map.
 //! - [`mm2_import`]: `strait import-mm2`, MirrorMaker 2 properties to a strait config.
-//! - [`lag`]: lag in records and seconds per partition, on an interval.
+//! - [`lag`]: lag in records and seconds per partition, on an interval, and its history.
 //! - [`metrics`]: every exported metric.
 //! - [`logging`]: log format (text or JSON) and what librdkafka's log lines mean.
-//! - [`admin_http`]: `/metrics`, `/healthz`, `/readyz`, `/status`.
+//! - [`admin_http`]: `/metrics`, `/healthz`, `/readyz`, `/status`, `/status/history`, and
+//!   the status page at `/`.
 
 // All unsafe code stays in kafka_ext (FFI to librdkafka calls rdkafka lacks).
 #![deny(unsafe_code)]

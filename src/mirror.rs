@@ -139,6 +139,8 @@ pub struct FlowShared {
 pub struct FlowStatusCounters {
     /// Records the target acknowledged, for throughput.
     pub acked_records: AtomicU64,
+    /// Key and value bytes of those records, for throughput in bytes.
+    pub acked_bytes: AtomicU64,
     /// Fetching is paused because the target is slow or not ready.
     pub paused: AtomicBool,
     /// Unix ms of the last completed checkpoint round; 0 = none yet.
@@ -147,6 +149,8 @@ pub struct FlowStatusCounters {
     pub last_heartbeat_ms: AtomicI64,
     /// The last error worth showing in `/status` (no secrets: Kafka error texts only).
     pub last_error: Mutex<Option<String>>,
+    /// The source groups of the last checkpoint round with their translated positions.
+    pub groups: Mutex<Vec<crate::lag::GroupPosition>>,
 }
 
 impl std::ops::Deref for FlowShared {

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::admin_http::{self, AdminState, FlowView};
+use crate::admin_http::{self, AdminState};
 use crate::cluster::Cluster;
 use crate::config::{Config, FlowConfig};
-use crate::lag::{self, FlowStatus};
+use crate::lag::{self, FlowStatus, Published};
 use crate::metrics;
 use crate::mirror::{self, MirrorError};
 use crate::topic_sync::{self, Routes};
@@ -79,11 +79,14 @@ pub async fn run(config: Config, shutdown_tx: watch::Sender<bool>) -> Result<(),
         ));
         let up = Arc::new(AtomicBool::new(true));
         metrics::flow_started(&flow.name());
-        let status = Arc::new(std::sync::Mutex::new(FlowStatus {
-            flow: flow.name(),
-            state: "starting".into(),
-            ..Default::default()
-        }));
+        let published = Published {
+            status: Arc::new(std::sync::Mutex::new(FlowStatus {
+                flow: flow.name(),
+                state: "starting".into(),
+                ..Default::default()
+            })),
+            history: Arc::default(),
+        };
         let watched = lag::Watched {
             shared: handle.shared.clone(),
             source: source.clone(),
@@ -91,8 +94,8 @@ pub async fn run(config: Config, shutdown_tx: watch::Sender<bool>) -> Result<(),
             map_topic: crate::offset_map::map_topic(&flow.source),
             up: up.clone(),
         };
-        monitors.push(lag::start(watched, status.clone(), config.metrics.clone(), shutdown_tx.subscribe()));
-        views.push(FlowView { status });
+        monitors.push(lag::start(watched, published.clone(), config.metrics.clone(), shutdown_tx.subscribe()));
+        views.push(published);
         flows.push((flow.name(), handle, up));
     }
 

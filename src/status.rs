@@ -37,7 +37,7 @@ pub fn healthz(addr: SocketAddr) -> Result<(), String> {
 }
 
 /// A plain HTTP/1.1 GET on the admin endpoint: status code and body.
-fn get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
+pub(crate) fn get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
     let addr = if addr.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr };
     let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT)
         .map_err(|e| format!("no strait instance answers on {addr} ({e}); is `strait run` up? (or use --direct)"))?;

@@ -255,8 +255,8 @@ impl Transcript {
 }
 
 /// Mirrors SASL_SSL to SASL_SSL, checks the copy and the checkpoints, fails a consumer
-/// group over exactly, and greps every output (logs at debug, /status, /metrics, plan,
-/// check, status, translate, failover) for both clusters' passwords.
+/// group over exactly, and greps every output (logs at debug, /status, /metrics, the
+/// status page, plan, check, status, translate, failover) for both clusters' passwords.
 #[test]
 fn sasl_ssl_mirroring_checkpoints_and_failover_without_leaking_secrets() {
     let (east, west) = clusters();
@@ -317,6 +317,11 @@ fn sasl_ssl_mirroring_checkpoints_and_failover_without_leaking_secrets() {
     });
 
     seen.add_text("/status", http_get(&admin, "/status"));
+    // The status page, its assets, and its history endpoint (tests/status_page.rs checks
+    // the rendered page in a browser).
+    for path in ["/", "/ui/status.js", "/ui/status.css", "/status/history"] {
+        seen.add_text(path, http_get(&admin, path));
+    }
     seen.add_text("/metrics", http_get(&admin, "/metrics"));
     seen.add_text("/readyz", http_get(&admin, "/readyz"));
     let out = strait_cmd(&["status", "--config", path], &west.password);

@@ -90,6 +90,7 @@ impl ProducerContext for DeliveryTracker {
                 match slot.acknowledge(epoch, source_offset, m.offset(), timestamp) {
                     Ok(_) => {
                         shared.acked_records.fetch_add(1, Ordering::Relaxed);
+                        shared.acked_bytes.fetch_add(size, Ordering::Relaxed);
                         if let Some(metrics) = slot.metrics.get() {
                             metrics.record_acknowledged(size as usize, m.timestamp());
                         }
