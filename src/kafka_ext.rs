@@ -62,25 +62,19 @@ impl Request {
 
     /// Waits for the result event; the caller must destroy it via [`Event`].
     fn wait(&self, timeout: Duration) -> Result<Event, AdminError> {
-        self.wait_coded(timeout).map_err(|(_, e)| e)
-    }
-
-    /// Like [`Request::wait`], keeping the error code of a failed request (None when no
-    /// answer came at all).
-    fn wait_coded(&self, timeout: Duration) -> Result<Event, (Option<RDKafkaRespErr>, AdminError)> {
         // Allow librdkafka's own request timeout to fire first and report a precise error.
         let ms = (timeout + Duration::from_secs(5)).as_millis().min(i32::MAX as u128) as i32;
         // SAFETY: the queue is live until self drops.
         let ev = unsafe { sys::rd_kafka_queue_poll(self.queue, ms) };
         if ev.is_null() {
-            return Err((None, AdminError(format!("no answer within {timeout:?}"))));
+            return Err(AdminError(format!("no answer within {timeout:?}")));
         }
         let event = Event(ev);
         // SAFETY: ev is a live event.
         let code = unsafe { sys::rd_kafka_event_error(ev) };
         if code != RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR {
             let msg = unsafe { text(sys::rd_kafka_event_error_string(ev)) };
-            return Err((Some(code), AdminError(if msg.is_empty() { err_text(code) } else { msg })));
+            return Err(AdminError(if msg.is_empty() { err_text(code) } else { msg }));
         }
         Ok(event)
     }
@@ -556,13 +550,13 @@ unsafe fn error_of(error: *const sys::rd_kafka_error_t) -> Result<(), AdminError
     }
 }
 
-/// Every ACL of the cluster (DescribeAcls with a filter matching all), or None when the
-/// cluster has no authorizer: the broker answers SECURITY_DISABLED ("Security features
-/// are disabled") when `authorizer.class.name` is unset.
-pub fn describe_acls<C: ClientContext>(
-    client: &Client<C>,
-    timeout: Duration,
-) -> Result<Option<Vec<AclBinding>>, AdminError> {
+/// Every ACL of the cluster (DescribeAcls with a filter matching all).
+///
+/// On a cluster without an authorizer the broker answers SECURITY_DISABLED, but
+/// librdkafka 2.12 drops that top-level error code while parsing the response and
+/// reports an empty list: an empty answer does not prove that ACLs are enforced (see
+/// `acl_sync::has_authorizer` for how strait tells).
+pub fn describe_acls<C: ClientContext>(client: &Client<C>, timeout: Duration) -> Result<Vec<AclBinding>, AdminError> {
     let mut errbuf = [0 as std::os::raw::c_char; 256];
     let request = Request::new(client, RDKafkaAdminOp::RD_KAFKA_ADMIN_OP_DESCRIBEACLS, timeout)?;
     // SAFETY: null strings mean "any" in a filter; the filter is destroyed right after
@@ -585,11 +579,7 @@ pub fn describe_acls<C: ClientContext>(
         let filter = NativeAcl(filter);
         sys::rd_kafka_DescribeAcls(client.native_ptr(), filter.0, request.options, request.queue);
     }
-    let event = match request.wait_coded(timeout) {
-        Ok(event) => event,
-        Err((Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_SECURITY_DISABLED), _)) => return Ok(None),
-        Err((_, e)) => return Err(e),
-    };
+    let event = request.wait(timeout)?;
     // SAFETY: the result and its bindings are owned by the event, alive in this block.
     unsafe {
         let result = sys::rd_kafka_event_DescribeAcls_result(event.0);
@@ -598,7 +588,7 @@ pub fn describe_acls<C: ClientContext>(
         }
         let mut count = 0usize;
         let acls = sys::rd_kafka_DescribeAcls_result_acls(result, &mut count);
-        Ok(Some((0..count).filter_map(|i| read_acl(*acls.add(i))).collect()))
+        Ok((0..count).filter_map(|i| read_acl(*acls.add(i))).collect())
     }
 }
 
