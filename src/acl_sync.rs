@@ -18,7 +18,9 @@
 //! never an ACL strait made but forgot. The record lives on the target because that is
 //! where the ACLs live: it survives restarts and host moves, every instance of the flow
 //! reads the same one, and no local state is needed. An ACL that already existed on the
-//! target (an operator's) is never recorded, so it is never deleted or changed.
+//! target (an operator's) is never recorded, so it is never deleted or changed. Only
+//! ACLs on resources the flow still covers are removed: when a topic stops being
+//! mirrored (the flow's patterns changed), its copy and its copied ACLs stay.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -29,9 +31,9 @@ use rdkafka::producer::{BaseRecord, Producer};
 use regex::Regex;
 
 use crate::cluster::{Cluster, ClusterError};
-use crate::config::{anchored, FlowConfig};
+use crate::config::{anchored, FlowConfig, RenamePolicy};
 use crate::kafka_ext::{self, AclBinding, AclOperation, AclPattern, AclPermission, AclResource};
-use crate::naming::TopicSelector;
+use crate::naming::{TopicSelector, SEPARATOR};
 use crate::topic_sync::Route;
 
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -108,6 +110,24 @@ impl<'a> Rules<'a> {
     }
 }
 
+impl Rules<'_> {
+    /// Whether a target ACL is on a resource this flow copies ACLs for: a mirrored topic
+    /// (or a prefix of one) under its target name, or a translated group.
+    fn in_scope(&self, target_acl: &AclBinding) -> bool {
+        let source_name = match (target_acl.resource, self.selector.rename()) {
+            (AclResource::Topic, RenamePolicy::Prefix) => {
+                let Some(name) = target_acl.name.strip_prefix(&format!("{}{SEPARATOR}", self.flow.source)) else {
+                    return false;
+                };
+                name.to_string()
+            }
+            _ => target_acl.name.clone(),
+        };
+        let source_acl = AclBinding { name: source_name, ..target_acl.clone() };
+        self.target_name(&source_acl).as_deref() == Some(target_acl.name.as_str())
+    }
+}
+
 /// The ACLs the target gets for one source ACL: none, the same ACL renamed, or (ALLOW
 /// ALL) a READ and a DESCRIBE.
 fn target_bindings(acl: &AclBinding, rules: &Rules<'_>) -> Vec<AclBinding> {
@@ -171,7 +191,9 @@ pub async fn plan(
             plan.create.push(acl.clone());
         }
     }
-    for acl in owned.difference(&wanted) {
+    // Only ACLs on resources the flow still covers: one strait copied for a topic the
+    // flow no longer mirrors (its patterns changed) stays, as the topic copy does.
+    for acl in owned.difference(&wanted).filter(|a| rules.in_scope(a)) {
         if present.contains(acl) {
             plan.delete.push(acl.clone());
         } else {
@@ -524,6 +546,19 @@ mod tests {
         let mut svc = acl(Topic, Literal, "orders", Read, Allow);
         svc.principal = "User:svc-etl".into();
         assert!(target_bindings(&svc, &rules).is_empty());
+    }
+
+    #[test]
+    fn only_acls_on_resources_the_flow_still_covers_are_in_scope_for_removal() {
+        let f = flow("prefix", "");
+        let r = routes(&["orders"]);
+        let rules = Rules::new(&f, &r);
+        assert!(rules.in_scope(&acl(Topic, Literal, "us-east.orders", Read, Allow)));
+        assert!(rules.in_scope(&acl(Topic, Prefixed, "us-east.ord", Read, Allow)));
+        assert!(!rules.in_scope(&acl(Topic, Literal, "us-east.payments", Read, Allow)), "not mirrored (any more)");
+        assert!(!rules.in_scope(&acl(Topic, Literal, "orders", Read, Allow)), "not a target name");
+        assert!(rules.in_scope(&acl(Group, Literal, "app-billing", Read, Allow)));
+        assert!(!rules.in_scope(&acl(Group, Literal, "other", Read, Allow)));
     }
 
     #[test]
