@@ -157,7 +157,8 @@ pub async fn plan(
         plan.disabled = Some("sync_acls = false".into());
         return Ok(plan);
     }
-    if !has_authorizer(source).await? {
+    let source_admin = source.admin_logged()?;
+    if !has_authorizer(source, &source_admin).await? {
         if flow.sync_acls == Some(true) {
             return Err(source.request_error(
                 "checking for an authorizer (sync_acls = true)",
@@ -168,7 +169,8 @@ pub async fn plan(
         plan.disabled = Some(format!("source `{}` has no authorizer", flow.source));
         return Ok(plan);
     }
-    if !has_authorizer(target).await? {
+    let target_admin = target.admin_logged()?;
+    if !has_authorizer(target, &target_admin).await? {
         return Err(target.request_error(
             "checking for an authorizer",
             "the cluster has no authorizer (authorizer.class.name is empty), so the source's ACLs cannot be \
@@ -177,8 +179,8 @@ pub async fn plan(
     }
     let rules = Rules::new(flow, routes);
     let wanted: BTreeSet<AclBinding> =
-        describe(source).await?.iter().flat_map(|a| target_bindings(a, &rules)).collect();
-    let target_acls = describe(target).await?;
+        describe(source, &source_admin)?.iter().flat_map(|a| target_bindings(a, &rules)).collect();
+    let target_acls = describe(target, &target_admin)?;
     let present: BTreeSet<AclBinding> = target_acls.into_iter().collect();
     let owned = {
         let (target, flow) = (target.clone(), flow.source.clone());
@@ -266,32 +268,25 @@ fn apply_blocking(plan: &AclPlan, target: &Cluster, source: &str) -> (usize, usi
     (created, deleted, errors)
 }
 
-async fn describe(cluster: &Cluster) -> Result<Vec<AclBinding>, ClusterError> {
-    let cluster = cluster.clone();
-    tokio::task::spawn_blocking(move || {
-        let admin = cluster.admin_logged()?;
-        kafka_ext::describe_acls(admin.inner(), ADMIN_TIMEOUT).map_err(|e| cluster.request_error("describing ACLs", e))
-    })
-    .await
-    .expect("describe ACLs task panicked")
+/// An admin client of the cluster, for the ACL requests of one refresh (the blocking
+/// calls use `block_in_place`: strait runs on the multi-threaded runtime).
+type Admin = rdkafka::admin::AdminClient<crate::logging::ClientLog>;
+
+/// Every ACL of the cluster.
+fn describe(cluster: &Cluster, admin: &Admin) -> Result<Vec<AclBinding>, ClusterError> {
+    tokio::task::block_in_place(|| kafka_ext::describe_acls(admin.inner(), ADMIN_TIMEOUT))
+        .map_err(|e| cluster.request_error("describing ACLs", e))
 }
 
 /// Whether the cluster enforces ACLs: its brokers' `authorizer.class.name` is set
 /// (read from one broker with DescribeConfigs; every broker of a cluster must use the
 /// same authorizer). DescribeAcls cannot tell: the broker answers SECURITY_DISABLED
 /// without an authorizer, but librdkafka drops that error and returns no ACLs.
-pub async fn has_authorizer(cluster: &Cluster) -> Result<bool, ClusterError> {
-    let broker = {
-        let cluster = cluster.clone();
-        tokio::task::spawn_blocking(move || {
-            let client = cluster.metadata_client_logged()?;
-            let md = client.fetch_metadata(None, ADMIN_TIMEOUT).map_err(|e| cluster.unreachable(e.to_string()))?;
-            md.brokers().first().map(|b| b.id()).ok_or_else(|| cluster.unreachable("no brokers in metadata".into()))
-        })
-        .await
-        .expect("metadata task panicked")?
-    };
-    let admin = cluster.admin_logged()?;
+pub async fn has_authorizer(cluster: &Cluster, admin: &Admin) -> Result<bool, ClusterError> {
+    let md = tokio::task::block_in_place(|| admin.inner().fetch_metadata(None, ADMIN_TIMEOUT))
+        .map_err(|e| cluster.unreachable(e.to_string()))?;
+    let broker =
+        md.brokers().first().map(|b| b.id()).ok_or_else(|| cluster.unreachable("no brokers in metadata".into()))?;
     let opts = rdkafka::admin::AdminOptions::new().request_timeout(Some(ADMIN_TIMEOUT));
     let what = || format!("reading authorizer.class.name of broker {broker}");
     let results = admin
