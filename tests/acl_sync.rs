@@ -339,7 +339,8 @@ fn acls_follow_the_source_safely_and_a_failed_over_consumer_is_allowed() {
 }
 
 /// Without an authorizer on the source, ACL sync stays off by default (plan shows
-/// nothing about ACLs) and `sync_acls = true` is an error naming the cluster.
+/// nothing about ACLs) and `sync_acls = true` is an error naming the cluster;
+/// `sync_acls = false` says so in plan; a bad principal pattern names its key.
 #[test]
 fn without_an_authorizer_acl_sync_is_off_unless_asked_for() {
     testbed();
@@ -357,4 +358,15 @@ fn without_an_authorizer_acl_sync_is_off_unless_asked_for() {
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     let err = stderr(&out);
     assert!(err.contains("us-east") && err.contains("no authorizer"), "{err}");
+
+    let (_dir, path) = write_config(&config_with_flows(&format!("{flow}sync_acls = false\n")));
+    let out = strait(&["plan", "--config", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("ACLs not synced (sync_acls = false)"), "{}", stdout(&out));
+
+    let bad = format!("{flow}acls_exclude_principals = [\"User:(\"]\n");
+    let (_dir, path) = write_config(&config_with_flows(&bad));
+    let out = strait(&["plan", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(stderr(&out).contains("flows[0].acls_exclude_principals[0]"), "{}", stderr(&out));
 }
