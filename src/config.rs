@@ -141,6 +141,19 @@ pub struct FlowConfig {
     /// Default true.
     #[serde(default = "default_true")]
     pub sync_topic_configs: bool,
+    /// `sync_acls`: copy the source's topic ACLs (literal and prefixed) and the ACLs of
+    /// the groups this flow translates to the target, with target topic names; ALLOW WRITE
+    /// is not copied, ALLOW ALL becomes READ + DESCRIBE, DENY is copied (see
+    /// docs/configuration.md#acl-sync). Default: true when the source cluster has an
+    /// authorizer, detected at every refresh from a source broker's
+    /// `authorizer.class.name` (DescribeConfigs; empty means none, and ACL sync is then
+    /// skipped quietly). `true` makes a source without an authorizer an error.
+    #[serde(default)]
+    pub sync_acls: Option<bool>,
+    /// `acls_exclude_principals`: anchored regular expressions of principals
+    /// (`User:svc-.*`) whose ACLs are never copied. Default none.
+    #[serde(default)]
+    pub acls_exclude_principals: Vec<String>,
     /// `consumer_group`: the consumer group strait itself uses on the source. Instances
     /// with the same group share the flow's partitions. Default
     /// `strait.<source>.<target>`.
@@ -410,6 +423,7 @@ impl Config {
                 ("topics_exclude", &flow.topics_exclude),
                 ("groups", &flow.groups),
                 ("groups_exclude", &flow.groups_exclude),
+                ("acls_exclude_principals", &flow.acls_exclude_principals),
             ] {
                 for (j, pattern) in patterns.iter().enumerate() {
                     anchored(pattern).map_err(|e| {

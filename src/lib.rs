@@ -9,6 +9,7 @@
 //! - [`kafka_ext`]: admin requests rdkafka's safe API lacks (the only `unsafe` code).
 //! - [`naming`]: which topics a flow mirrors and their names on the target.
 //! - [`topic_sync`]: creating target topics and keeping partitions and configs in sync.
+//! - [`acl_sync`]: copying topic and group ACLs to the target, safely.
 //! - [`mirror`]: the data path.
 //! - [`service`]: `strait run`: flows, topic sync, admin endpoint, graceful shutdown.
 //! - [`check`]: `strait check`.
@@ -28,6 +29,7 @@
 // All unsafe code stays in kafka_ext (FFI to librdkafka calls rdkafka lacks).
 #![deny(unsafe_code)]
 
+pub mod acl_sync;
 pub mod admin_http;
 pub mod check;
 pub mod checkpoint;

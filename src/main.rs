@@ -36,7 +36,7 @@ enum Command {
         #[arg(long)]
         offline: bool,
     },
-    /// Print what `run` would change on the target clusters (topics, partitions, configs); change nothing.
+    /// Print what `run` would change on the target clusters (topics, partitions, configs, ACLs); change nothing.
     Plan {
         #[arg(long, short)]
         config: PathBuf,
@@ -309,7 +309,16 @@ async fn plan(config: Config) -> ExitCode {
         let source = strait::cluster::Cluster::new(&flow.source, config.cluster(&flow.source));
         let target = strait::cluster::Cluster::new(&flow.target, config.cluster(&flow.target));
         match strait::topic_sync::plan(flow, &source, &target).await {
-            Ok(plan) => print!("{plan}"),
+            Ok(plan) => {
+                print!("{plan}");
+                match strait::acl_sync::plan(flow, &plan.routes, &source, &target).await {
+                    Ok(acls) => print!("{acls}"),
+                    Err(e) => {
+                        logging::report_error(format_args!("flow {}: ACLs: {e}", flow.name()));
+                        failed = true;
+                    }
+                }
+            }
             Err(e) => {
                 logging::report_error(format_args!("flow {}: {e}", flow.name()));
                 failed = true;

@@ -31,6 +31,7 @@ pub const FLOW_UP: &str = "strait_flow_up";
 pub const FLOW_PAUSED: &str = "strait_flow_paused";
 pub const CLUSTER_UP: &str = "strait_cluster_up";
 pub const TOPIC_SYNC_CHANGES_TOTAL: &str = "strait_topic_sync_changes_total";
+pub const ACL_SYNC_CHANGES_TOTAL: &str = "strait_acl_sync_changes_total";
 pub const KAFKA_BROKER_RTT_SECONDS: &str = "strait_kafka_broker_rtt_seconds";
 pub const KAFKA_QUEUE_MESSAGES: &str = "strait_kafka_queue_messages";
 pub const KAFKA_QUEUE_BYTES: &str = "strait_kafka_queue_bytes";
@@ -50,7 +51,7 @@ pub const PROCESS_RESIDENT_MEMORY_BYTES: &str = "process_resident_memory_bytes";
 
 /// The kinds of `strait_errors_total`; all start at 0 so that rates exist before the
 /// first error.
-pub const ERROR_KINDS: &[&str] = &["source", "target", "topic_sync", "checkpoint", "commit"];
+pub const ERROR_KINDS: &[&str] = &["source", "target", "topic_sync", "acl_sync", "checkpoint", "commit"];
 
 /// Installs the Prometheus recorder and registers help texts. Returns the handle the
 /// admin endpoint renders `/metrics` from.
@@ -114,6 +115,10 @@ fn describe() {
         "1 when the cluster answered strait's last request, per flow and side (source, target)."
     );
     describe_counter!(TOPIC_SYNC_CHANGES_TOTAL, "Changes topic sync made on the target (create, partitions, config).");
+    describe_counter!(
+        ACL_SYNC_CHANGES_TOTAL,
+        "ACLs ACL sync created on or deleted from the target (create, delete); failures count as errors_total{kind=acl_sync}."
+    );
     describe_gauge!(KAFKA_BROKER_RTT_SECONDS, Unit::Seconds, "librdkafka: average request round-trip time per broker.");
     describe_gauge!(
         KAFKA_QUEUE_MESSAGES,
@@ -268,6 +273,11 @@ pub fn cluster_up(flow: &str, side: &'static str, cluster: &str, up: bool) {
 
 pub fn topic_sync_change(flow: &str, kind: &'static str, count: usize) {
     counter!(TOPIC_SYNC_CHANGES_TOTAL, "flow" => flow.to_string(), "kind" => kind).increment(count as u64);
+}
+
+/// ACLs created on (`create`) or deleted from (`delete`) the target by ACL sync.
+pub fn acl_sync_change(flow: &str, kind: &'static str, count: usize) {
+    counter!(ACL_SYNC_CHANGES_TOTAL, "flow" => flow.to_string(), "kind" => kind).increment(count as u64);
 }
 
 pub fn partition_lag(flow: &str, topic: &str, partition: i32, end: i64, records: i64, seconds: f64) {

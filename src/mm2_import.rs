@@ -616,6 +616,15 @@ impl Converter {
                 let _ = writeln!(self.out, "sync_group_offsets = false  # MirrorMaker 2's default (strait's is true)");
             }
         }
+        // MM2 syncs topic ACLs by default and skips the sync when the source has no
+        // authorizer; strait's default (sync_acls unset) does the same.
+        if let Some((key, v)) = self.flow_get(flow, "sync.topic.acls.enabled") {
+            if v.eq_ignore_ascii_case("false") {
+                let _ = writeln!(self.out, "sync_acls = false  # from {key}");
+            } else {
+                let _ = writeln!(self.out, "# sync_acls unset: on when the source has an authorizer ({key} = {v})");
+            }
+        }
         if let Some((key, v)) = self.flow_get(flow, "emit.checkpoints.enabled") {
             if v.eq_ignore_ascii_case("false") {
                 self.warn(&key, "strait always writes checkpoints (they cost one small record per group and partition); not converted");
@@ -649,8 +658,10 @@ impl Converter {
                 "heartbeats.topic.replication.factor",
                 "strait's internal topics use the target's default replication factor",
             ),
-            ("sync.topic.acls.enabled", "strait does not sync ACLs: manage them on each cluster"),
-            ("sync.topic.acls.interval.seconds", "strait does not sync ACLs: manage them on each cluster"),
+            (
+                "sync.topic.acls.interval.seconds",
+                "strait syncs ACLs with topics, every refresh_interval_ms; not converted",
+            ),
             (
                 "config.properties.exclude",
                 "strait syncs a fixed set of topic configs (see docs/configuration.md); not converted",

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::acl_sync;
 use crate::admin_http::{self, AdminState};
 use crate::cluster::Cluster;
 use crate::config::{Config, FlowConfig};
@@ -166,7 +167,8 @@ pub async fn run(config: Config, shutdown_tx: watch::Sender<bool>) -> Result<(),
     }
 }
 
-/// Topic sync for one flow: compare, apply, publish the ready routes, wait, repeat.
+/// Topic sync for one flow: compare, apply, publish the ready routes, sync ACLs, wait,
+/// repeat.
 /// Errors are reported and retried at the next refresh; they never stop the data path.
 async fn sync_topics(
     flow: FlowConfig,
@@ -204,6 +206,7 @@ async fn sync_topics(
                     metrics::error(&name, "topic_sync");
                     tracing::warn!(flow = %name, "topic sync: {e}");
                 }
+                sync_acls(&flow, &plan.routes, &source, &target).await;
                 routes.send_if_modified(|current| {
                     if **current != ready {
                         *current = Arc::new(ready);
@@ -221,6 +224,39 @@ async fn sync_topics(
         tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => return,
             _ = tokio::time::sleep(flow.refresh_interval()) => {}
+        }
+    }
+}
+
+/// ACL sync for one flow, on the topic sync's refresh. Errors are counted and logged and
+/// retried at the next refresh; they never stop the flow.
+async fn sync_acls(
+    flow: &FlowConfig,
+    routes: &std::collections::BTreeMap<String, topic_sync::Route>,
+    source: &Cluster,
+    target: &Cluster,
+) {
+    let name = flow.name();
+    match acl_sync::plan(flow, routes, source, target).await {
+        Ok(plan) => {
+            if let Some(why) = &plan.disabled {
+                tracing::debug!(flow = %name, "ACL sync skipped: {why}");
+                return;
+            }
+            if !plan.is_empty() {
+                tracing::info!(flow = %name, "ACL sync:\n{plan}");
+            }
+            let (created, deleted, errors) = acl_sync::apply(&plan, flow, target).await;
+            metrics::acl_sync_change(&name, "create", created);
+            metrics::acl_sync_change(&name, "delete", deleted);
+            for e in errors {
+                metrics::error(&name, "acl_sync");
+                tracing::warn!(flow = %name, "ACL sync: {e}");
+            }
+        }
+        Err(e) => {
+            metrics::error(&name, "acl_sync");
+            tracing::warn!(flow = %name, "ACL sync: {e} (retrying in {:?})", flow.refresh_interval());
         }
     }
 }

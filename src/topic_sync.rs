@@ -352,7 +352,8 @@ pub async fn ensure_internal_topics(flow: &FlowConfig, source: &Cluster, target:
     create_compacted(source, &[HEARTBEATS_TOPIC.to_string()], None).await
 }
 
-async fn create_compacted(cluster: &Cluster, names: &[String], rf: Option<i32>) -> Result<(), ClusterError> {
+/// Creates compacted one-partition topics if missing (strait's internal topics).
+pub(crate) async fn create_compacted(cluster: &Cluster, names: &[String], rf: Option<i32>) -> Result<(), ClusterError> {
     let admin = cluster.admin_logged()?;
     let opts = AdminOptions::new().request_timeout(Some(ADMIN_TIMEOUT)).operation_timeout(Some(ADMIN_TIMEOUT));
     let topics: Vec<NewTopic> = names

@@ -191,7 +191,6 @@ fn three_clusters_legacy_keys_and_unsupported_settings() {
     for (key, why) in [
         ("replication.policy.separator", "separator is always `.`"),
         ("emit.checkpoints.enabled", "always writes checkpoints"),
-        ("sync.topic.acls.enabled", "does not sync ACLs"),
         ("edge-1->central.topic.filter.class", "custom filters"),
         ("edge-1.consumer.isolation.level", "read_committed"),
         ("central.producer.enable.idempotence", "strait sets it itself"),
@@ -216,6 +215,7 @@ fn three_clusters_legacy_keys_and_unsupported_settings() {
             "groups.blacklist",
             "edge-2->central.refresh.topics.interval.seconds",
             "edge-1.client.id",
+            "sync.topic.acls.enabled",
         ]),
         "warnings:\n{}",
         i.warnings
