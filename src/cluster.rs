@@ -236,6 +236,14 @@ impl Cluster {
         self.metadata_config().create_with_context(self.client_log("metadata")).map_err(|e| self.client_error(e))
     }
 
+    /// A metadata client whose offset queries see past open transactions (the high
+    /// watermark rather than the last stable offset).
+    pub fn uncommitted_metadata_client(&self) -> Result<BaseConsumer, ClusterError> {
+        let mut cfg = self.metadata_config();
+        cfg.set("isolation.level", "read_uncommitted");
+        cfg.create().map_err(|e| self.client_error(e))
+    }
+
     fn metadata_config(&self) -> ClientConfig {
         let mut cfg = self.base_config("metadata");
         cfg.set("enable.auto.commit", "false");

@@ -815,10 +815,41 @@ impl MapReader {
         timeout: std::time::Duration,
     ) -> Result<(), crate::cluster::ClusterError> {
         use rdkafka::consumer::Consumer;
-        use rdkafka::message::Message;
         let what = || format!("reading `{}`", self.topic);
         let (_, end) =
             self.consumer.fetch_watermarks(&self.topic, 0, timeout).map_err(|e| cluster.request_error(what(), e))?;
+        self.catch_up_to(cluster, end, timeout)
+    }
+
+    /// Applies every map record written so far, including those written after a
+    /// transaction that is still open: [`MapReader::catch_up`] stops at the last stable
+    /// offset (this reader is `read_committed`), so with exactly-once flows writing the
+    /// map, one open transaction hides everything committed after it — say, the frontier
+    /// an owner released while handing partitions over. This waits until the open
+    /// transactions ended (they commit every commit interval; a dead writer's is aborted
+    /// by fencing or by the transaction timeout), at most `timeout`.
+    pub fn catch_up_through_transactions(
+        &mut self,
+        cluster: &crate::cluster::Cluster,
+        timeout: std::time::Duration,
+    ) -> Result<(), crate::cluster::ClusterError> {
+        use rdkafka::consumer::Consumer;
+        let what = || format!("reading `{}`", self.topic);
+        let uncommitted = cluster.uncommitted_metadata_client()?;
+        let (_, end) =
+            uncommitted.fetch_watermarks(&self.topic, 0, timeout).map_err(|e| cluster.request_error(what(), e))?;
+        self.catch_up_to(cluster, end, timeout)
+    }
+
+    fn catch_up_to(
+        &mut self,
+        cluster: &crate::cluster::Cluster,
+        end: i64,
+        timeout: std::time::Duration,
+    ) -> Result<(), crate::cluster::ClusterError> {
+        use rdkafka::consumer::Consumer;
+        use rdkafka::message::Message;
+        let what = || format!("reading `{}`", self.topic);
         let deadline = std::time::Instant::now() + timeout;
         while self.next_offset < end {
             if std::time::Instant::now() > deadline {

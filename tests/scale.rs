@@ -34,7 +34,9 @@ fn commit(bootstrap: &str, group: &str, offsets: &[(String, i32, i64)]) {
     for (t, p, o) in offsets {
         tpl.add_partition_offset(t, *p, Offset::Offset(*o)).unwrap();
     }
-    c.commit(&tpl, CommitMode::Sync).unwrap();
+    // On a fresh cluster the first commit creates `__consumer_offsets` and waits for its
+    // coordinator to load.
+    wait_for(&format!("a commit of {group}"), Duration::from_secs(60), || c.commit(&tpl, CommitMode::Sync).ok());
 }
 
 fn committed(bootstrap: &str, group: &str, partitions: &[(String, i32)]) -> BTreeMap<(String, i32), i64> {

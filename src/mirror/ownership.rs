@@ -284,6 +284,9 @@ impl Takeover {
             // sent, so the next owner knows whom to fence (see `transaction`).
             if let Err(e) = shared.commit_transaction(consumer, &[]) {
                 shared.refuse(e);
+                // The flow stops; librdkafka still waits for an assign call inside the
+                // rebalance, and a consumer left waiting cannot close.
+                let _ = consumer.incremental_assign(&TopicPartitionList::new());
                 return;
             }
         }
@@ -323,7 +326,11 @@ impl Takeover {
             self.map = Some(MapReader::new(&self.target, &self.flow).map_err(|e| e.to_string())?);
         }
         let map = self.map.as_mut().expect("just set");
-        map.catch_up(&self.target, REQUEST_TIMEOUT).map_err(|e| e.to_string())?;
+        if shared.exactly_once.is_some() {
+            map.catch_up_through_transactions(&self.target, REQUEST_TIMEOUT).map_err(|e| e.to_string())?;
+        } else {
+            map.catch_up(&self.target, REQUEST_TIMEOUT).map_err(|e| e.to_string())?;
+        }
         transaction::fence_previous_owners(shared, &self.target, &self.flow, map, partitions, REQUEST_TIMEOUT)?;
         let target_topics: Vec<String> = {
             let set: HashSet<String> = partitions.iter().map(|(t, _)| self.selector.target_topic(t)).collect();

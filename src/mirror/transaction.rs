@@ -194,7 +194,9 @@ pub(crate) fn fence_previous_owners(
         );
     }
     if !owners.is_empty() {
-        map.catch_up(target, timeout).map_err(|e| e.to_string())?;
+        // The fenced owners' open transactions are aborted now; what they committed
+        // before, and what others committed after them, becomes readable.
+        map.catch_up_through_transactions(target, timeout).map_err(|e| e.to_string())?;
     }
     Ok(())
 }
