@@ -160,9 +160,11 @@ pub async fn apply(plan: &TopicPlan, target: &Cluster) -> (BTreeMap<String, Rout
     };
     let opts = AdminOptions::new().request_timeout(Some(ADMIN_TIMEOUT)).operation_timeout(Some(ADMIN_TIMEOUT));
 
-    if !plan.create.is_empty() {
-        let new_topics: Vec<NewTopic> = plan
-            .create
+    // Kafka's controller refuses one request that creates more than 10,000 partitions
+    // (PolicyViolation, "excessively large batch"): a first sync of thousands of topics
+    // is sent in slices.
+    for slice in slices(&plan.create, |c| c.partitions) {
+        let new_topics: Vec<NewTopic> = slice
             .iter()
             .map(|c| {
                 let rf = TopicReplication::Fixed(c.replication_factor.unwrap_or(-1));
@@ -190,9 +192,8 @@ pub async fn apply(plan: &TopicPlan, target: &Cluster) -> (BTreeMap<String, Rout
         }
     }
 
-    if !plan.add_partitions.is_empty() {
-        let parts: Vec<NewPartitions> =
-            plan.add_partitions.iter().map(|a| NewPartitions::new(&a.topic, a.to)).collect();
+    for slice in slices(&plan.add_partitions, |a| a.to) {
+        let parts: Vec<NewPartitions> = slice.iter().map(|a| NewPartitions::new(&a.topic, a.to)).collect();
         match admin.create_partitions(parts.iter(), &opts).await {
             Ok(results) => {
                 for result in results {
@@ -352,6 +353,31 @@ pub async fn ensure_internal_topics(flow: &FlowConfig, source: &Cluster, target:
     create_compacted(source, &[HEARTBEATS_TOPIC.to_string()], None).await
 }
 
+/// Partitions one CreateTopics or CreatePartitions request may carry: well below the
+/// controller's limit of 10,000 records per request (a partition is one record; topics
+/// and their configs add more).
+const PARTITIONS_PER_REQUEST: usize = 5_000;
+
+/// Splits `items` into consecutive slices of at most [`PARTITIONS_PER_REQUEST`]
+/// partitions each (`partitions` of an item); an item larger than that gets a slice of
+/// its own.
+fn slices<T>(items: &[T], partitions: impl Fn(&T) -> usize) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    let (mut start, mut weight) = (0, 0);
+    for (i, item) in items.iter().enumerate() {
+        let w = partitions(item);
+        if i > start && weight + w > PARTITIONS_PER_REQUEST {
+            out.push(&items[start..i]);
+            (start, weight) = (i, 0);
+        }
+        weight += w;
+    }
+    if start < items.len() {
+        out.push(&items[start..]);
+    }
+    out
+}
+
 /// Creates compacted one-partition topics if missing (strait's internal topics).
 pub(crate) async fn create_compacted(cluster: &Cluster, names: &[String], rf: Option<i32>) -> Result<(), ClusterError> {
     let admin = cluster.admin_logged()?;
@@ -376,6 +402,17 @@ pub(crate) async fn create_compacted(cluster: &Cluster, names: &[String], rf: Op
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn large_syncs_are_sliced_below_the_controllers_batch_limit() {
+        let topics = vec![4usize; 2_500];
+        let sliced = slices(&topics, |&p| p);
+        assert_eq!(sliced.len(), 2);
+        assert!(sliced.iter().all(|s| s.iter().sum::<usize>() <= PARTITIONS_PER_REQUEST));
+        assert_eq!(sliced.iter().map(|s| s.len()).sum::<usize>(), 2_500);
+        assert_eq!(slices(&[9_000usize, 1], |&p| p).len(), 2, "an oversized topic goes alone");
+        assert!(slices(&Vec::<usize>::new(), |&p| p).is_empty());
+    }
 
     #[test]
     fn a_copied_message_size_limit_never_drops_below_the_batch_size() {
