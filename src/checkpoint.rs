@@ -524,9 +524,10 @@ impl Checkpointer {
             return self.source_group_offsets_by_admin();
         }
         if self.group_offsets.is_none() {
-            self.group_offsets = Some(GroupOffsets::of_source(&self.source, &self.flow, REQUEST_TIMEOUT)?);
+            self.group_offsets = GroupOffsets::of_source(&self.source, &self.flow, REQUEST_TIMEOUT)?;
         }
-        let offsets = self.group_offsets.as_mut().expect("just set");
+        // No `__consumer_offsets` yet: no group has ever committed on the source.
+        let Some(offsets) = self.group_offsets.as_mut() else { return Ok(Vec::new()) };
         // The first round reads the whole compacted topic; later ones only what is new.
         offsets.catch_up(&self.source, CATCH_UP_TIMEOUT)?;
         Ok(offsets.groups().map(|(g, o)| (g.to_string(), o)).collect())

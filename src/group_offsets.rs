@@ -23,6 +23,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -39,6 +40,8 @@ pub const CONSUMER_OFFSETS: &str = "__consumer_offsets";
 pub(crate) struct GroupOffsets {
     consumer: BaseConsumer,
     partitions: Vec<i32>,
+    /// Per partition, the offset after the last record read.
+    read: HashMap<i32, i64>,
     commits: Commits,
 }
 
@@ -59,7 +62,7 @@ impl GroupOffsets {
         cluster: &Cluster,
         flow: &FlowConfig,
         timeout: Duration,
-    ) -> Result<GroupOffsets, ClusterError> {
+    ) -> Result<Option<GroupOffsets>, ClusterError> {
         let (groups, topics) = (GroupSelector::new(flow), TopicSelector::new(flow));
         let keep = move |group: &str, topic: &str| groups.selects(group) && topics.select(topic).is_ok();
         GroupOffsets::new(cluster, Box::new(keep), timeout)
@@ -71,48 +74,72 @@ impl GroupOffsets {
         cluster: &Cluster,
         flow: &FlowConfig,
         timeout: Duration,
-    ) -> Result<GroupOffsets, ClusterError> {
+    ) -> Result<Option<GroupOffsets>, ClusterError> {
         let groups = GroupSelector::new(flow);
         GroupOffsets::new(cluster, Box::new(move |group: &str, _: &str| groups.selects(group)), timeout)
     }
 
     /// Assigns every partition of `__consumer_offsets` from its start (the topic is
-    /// compacted: what is left is every live commit and recent tombstones).
-    fn new(cluster: &Cluster, keep: Keep, timeout: Duration) -> Result<GroupOffsets, ClusterError> {
+    /// compacted: what is left is every live commit and recent tombstones). None while
+    /// the topic does not exist: no group has ever committed on this cluster (the
+    /// broker creates it with the first commit), so callers ask again next round.
+    fn new(cluster: &Cluster, keep: Keep, timeout: Duration) -> Result<Option<GroupOffsets>, ClusterError> {
         let consumer = cluster.metadata_client()?;
         let what = format!("reading `{CONSUMER_OFFSETS}`");
         let metadata =
             consumer.fetch_metadata(Some(CONSUMER_OFFSETS), timeout).map_err(|e| cluster.request_error(&what, e))?;
-        let partitions: Vec<i32> = metadata
-            .topics()
-            .iter()
-            .filter(|t| t.error().is_none())
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect();
+        let Some(topic) = metadata.topics().iter().find(|t| t.name() == CONSUMER_OFFSETS) else {
+            return Ok(None);
+        };
+        match topic.error() {
+            None => {}
+            Some(e) if RDKafkaErrorCode::from(e) == RDKafkaErrorCode::UnknownTopicOrPartition => return Ok(None),
+            // Say, not authorized: strait's principal needs DESCRIBE and READ on it, or
+            // the flow `group_offsets_source = "admin"`.
+            Some(e) => {
+                return Err(cluster.request_error(
+                    &what,
+                    format!(
+                        "{} (strait needs DESCRIBE and READ on `{CONSUMER_OFFSETS}`, or set the flow's \
+                         group_offsets_source = \"admin\")",
+                        RDKafkaErrorCode::from(e)
+                    ),
+                ))
+            }
+        }
+        let partitions: Vec<i32> = topic.partitions().iter().map(|p| p.id()).collect();
+        if partitions.is_empty() {
+            return Ok(None);
+        }
         let mut tpl = TopicPartitionList::new();
         for &p in &partitions {
             tpl.add_partition_offset(CONSUMER_OFFSETS, p, Offset::Beginning)
                 .map_err(|e| cluster.request_error(&what, e))?;
         }
         consumer.assign(&tpl).map_err(|e| cluster.request_error(&what, e))?;
-        Ok(GroupOffsets { consumer, partitions, commits: Commits { keep, offsets: BTreeMap::new() } })
+        Ok(Some(GroupOffsets {
+            consumer,
+            partitions,
+            read: HashMap::new(),
+            commits: Commits { keep, offsets: BTreeMap::new() },
+        }))
     }
 
     /// Applies every commit made before this call (up to each partition's end, or its
     /// last stable offset while a transaction is open), reading with one fetch per
-    /// broker. An empty or missing `__consumer_offsets` (no group ever committed) is not
-    /// an error.
+    /// broker.
     pub(crate) fn catch_up(&mut self, cluster: &Cluster, timeout: Duration) -> Result<(), ClusterError> {
         let what = || format!("reading `{CONSUMER_OFFSETS}`");
-        if self.partitions.is_empty() {
-            return Ok(());
-        }
         let keys: Vec<(String, i32)> = self.partitions.iter().map(|&p| (CONSUMER_OFFSETS.to_string(), p)).collect();
         let listed = |which| {
             crate::lag::list_offsets(&self.consumer, &keys, which)
                 .ok_or_else(|| cluster.request_error(what(), "listing its offsets failed"))
         };
         let (starts, ends) = (listed(Offset::Beginning)?, listed(Offset::End)?);
+        if starts.len() < keys.len() || ends.len() < keys.len() {
+            // A partition not read would look caught up.
+            return Err(cluster.request_error(what(), "some partitions did not answer ListOffsets"));
+        }
         // A partition with nothing left to read (empty, or compacted away) has no
         // position to wait for.
         let mut behind: HashMap<i32, i64> = ends
@@ -122,28 +149,40 @@ impl GroupOffsets {
             .collect();
         let deadline = Instant::now() + timeout;
         loop {
-            behind.retain(|p, end| self.position(*p).is_none_or(|pos| pos < *end));
+            let read = &self.read;
+            let positions = self.positions();
+            behind.retain(|p, end| {
+                let at = read.get(p).copied().max(positions.get(p).copied());
+                at.is_none_or(|at| at < *end)
+            });
             if behind.is_empty() {
                 return Ok(());
             }
             if Instant::now() > deadline {
                 return Err(cluster.request_error(what(), format!("timed out, {} partitions behind", behind.len())));
             }
-            // Drain what is buffered before looking at positions again.
-            while let Some(result) = self.consumer.poll(Duration::from_millis(100)) {
-                match result {
-                    Ok(m) => self.commits.apply(m.key(), m.payload()),
-                    Err(e) => return Err(cluster.request_error(what(), e)),
+            // Drain what is buffered for a moment, then look at the positions again: on
+            // a busy cluster commits never stop arriving, so "until nothing is left"
+            // would never end.
+            let until = Instant::now() + Duration::from_millis(200);
+            while Instant::now() < until {
+                match self.consumer.poll(Duration::from_millis(50)) {
+                    Some(Ok(m)) => {
+                        self.read.insert(m.partition(), m.offset() + 1);
+                        self.commits.apply(m.key(), m.payload());
+                    }
+                    Some(Err(e)) => return Err(cluster.request_error(what(), e)),
+                    None => break,
                 }
             }
         }
     }
 
-    /// The consumer's position in one partition: the next offset it will return. It
-    /// steps over transaction markers and aborted records, which are never returned.
-    fn position(&self, partition: i32) -> Option<i64> {
-        let tpl = self.consumer.position().ok()?;
-        tpl.find_partition(CONSUMER_OFFSETS, partition)?.offset().to_raw().filter(|&o| o >= 0)
+    /// The consumer's positions: the next offset it will return per partition. They
+    /// step over transaction markers and aborted records, which are never returned.
+    fn positions(&self) -> HashMap<i32, i64> {
+        let Ok(tpl) = self.consumer.position() else { return HashMap::new() };
+        tpl.elements().iter().filter_map(|e| Some((e.partition(), e.offset().to_raw().filter(|&o| o >= 0)?))).collect()
     }
 
     /// The committed offset of `group` in one partition, if it has one.

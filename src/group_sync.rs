@@ -61,17 +61,20 @@ impl TargetGroups {
     /// idle groups forward to their translation.
     pub(crate) fn sync(&mut self, groups: &[(String, Vec<TranslatedOffset>)]) -> Result<(), ClusterError> {
         if self.committed.is_none() {
-            self.committed = Some(GroupOffsets::of_target(&self.target, &self.flow, REQUEST_TIMEOUT)?);
+            self.committed = GroupOffsets::of_target(&self.target, &self.flow, REQUEST_TIMEOUT)?;
         }
-        let committed = self.committed.as_mut().expect("just set");
-        committed.catch_up(&self.target, Duration::from_secs(60))?;
-        let committed = self.committed.as_ref().expect("just set");
+        // Still None: the target has no `__consumer_offsets`, so no group ever committed
+        // there and every translation moves its group forward.
+        if let Some(committed) = self.committed.as_mut() {
+            committed.catch_up(&self.target, Duration::from_secs(60))?;
+        }
+        let committed = self.committed.as_ref();
         let mut commits = Vec::new();
         for (group, translated) in groups {
             let mut offsets = TopicPartitionList::new();
             for t in translated {
                 let Some(d) = t.downstream else { continue };
-                let now = committed.committed(group, &t.target_topic, t.partition);
+                let now = committed.and_then(|c| c.committed(group, &t.target_topic, t.partition));
                 metrics::group_offset_lag(
                     &self.name,
                     group,
@@ -139,16 +142,35 @@ impl TargetGroups {
 
     fn commit(&self, commit: &Commit) {
         let group = &commit.group;
-        let result = self
-            .target
-            .group_client(group)
-            .map_err(|e| e.to_string())
-            .and_then(|client| client.commit(&commit.offsets, CommitMode::Sync).map_err(|e| e.to_string()));
-        match result {
-            Ok(()) => {
-                tracing::debug!(flow = %self.name, group, partitions = commit.offsets.count(), "group offsets synced to target")
-            }
+        match self.commit_forward(commit) {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(flow = %self.name, group, partitions = n, "group offsets synced to target"),
             Err(e) => tracing::debug!(flow = %self.name, group, "group offset sync skipped: {e}"),
         }
+    }
+
+    /// Commits the partitions of `commit` whose translation is still ahead of what the
+    /// group has committed: re-read right before committing, because a client that
+    /// commits without joining (an `assign()` consumer, `--reset-offsets`) may have
+    /// moved it since the bulk read, and that must never be moved backwards.
+    fn commit_forward(&self, commit: &Commit) -> Result<usize, String> {
+        let client = self.target.group_client(&commit.group).map_err(|e| e.to_string())?;
+        let mut wanted = TopicPartitionList::new();
+        for e in commit.offsets.elements() {
+            wanted.add_partition(e.topic(), e.partition());
+        }
+        let current = client.committed_offsets(wanted, REQUEST_TIMEOUT).map_err(|e| e.to_string())?;
+        let mut forward = TopicPartitionList::new();
+        for e in commit.offsets.elements() {
+            let Offset::Offset(d) = e.offset() else { continue };
+            let now = current.find_partition(e.topic(), e.partition()).and_then(|c| c.offset().to_raw()).unwrap_or(-1);
+            if d > now {
+                let _ = forward.add_partition_offset(e.topic(), e.partition(), Offset::Offset(d));
+            }
+        }
+        if forward.count() > 0 {
+            client.commit(&forward, CommitMode::Sync).map_err(|e| e.to_string())?;
+        }
+        Ok(forward.count())
     }
 }

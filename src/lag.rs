@@ -338,8 +338,11 @@ impl LagMonitor {
 }
 
 /// The earliest or latest offset of each of `keys`, read with ListOffsets: librdkafka
-/// groups the partitions by leader and sends one request per broker. Partitions the
-/// broker answered with an error are left out; None when the request failed as a whole.
+/// groups the partitions by leader and sends one request per broker. librdkafka fails
+/// the whole call when one partition fails (no leader, a leader moving): then each
+/// partition is asked on its own, for at most [`REQUEST_TIMEOUT`] in all, so one bad
+/// partition costs its own value, not everyone's. Partitions without an answer are left
+/// out; None when none answered.
 pub(crate) fn list_offsets(
     meta: &BaseConsumer,
     keys: &[(String, i32)],
@@ -352,9 +355,8 @@ pub(crate) fn list_offsets(
     // Kafka's ListOffsets takes a timestamp per partition; -1 means the latest offset
     // (the last stable one under read_committed) and -2 the log start. Offset::End and
     // Offset::Beginning are those two values.
-    let answer = meta.offsets_for_times(request, REQUEST_TIMEOUT).ok()?;
-    Some(
-        answer
+    let found: HashMap<(String, i32), i64> = match meta.offsets_for_times(request, REQUEST_TIMEOUT) {
+        Ok(answer) => answer
             .elements()
             .iter()
             .filter(|e| e.error().is_ok())
@@ -363,7 +365,20 @@ pub(crate) fn list_offsets(
                 _ => None,
             })
             .collect(),
-    )
+        Err(_) => {
+            let deadline = Instant::now() + REQUEST_TIMEOUT;
+            keys.iter()
+                .take_while(|_| Instant::now() < deadline)
+                .filter_map(|(topic, partition)| {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let (low, high) = meta.fetch_watermarks(topic, *partition, left).ok()?;
+                    let offset = if which == rdkafka::Offset::Beginning { low } else { high };
+                    Some(((topic.clone(), *partition), offset))
+                })
+                .collect()
+        }
+    };
+    (!found.is_empty()).then_some(found)
 }
 
 /// Publishes lag series at the granularity `[metrics]` asks for.

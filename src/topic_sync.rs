@@ -163,7 +163,7 @@ pub async fn apply(plan: &TopicPlan, target: &Cluster) -> (BTreeMap<String, Rout
     // Kafka's controller refuses one request that creates more than 10,000 partitions
     // (PolicyViolation, "excessively large batch"): a first sync of thousands of topics
     // is sent in slices.
-    for slice in slices(&plan.create, |c| c.partitions) {
+    for slice in slices(&plan.create, |c| c.partitions + 1 + c.configs.len()) {
         let new_topics: Vec<NewTopic> = slice
             .iter()
             .map(|c| {
@@ -353,13 +353,13 @@ pub async fn ensure_internal_topics(flow: &FlowConfig, source: &Cluster, target:
     create_compacted(source, &[HEARTBEATS_TOPIC.to_string()], None).await
 }
 
-/// Partitions one CreateTopics or CreatePartitions request may carry: well below the
-/// controller's limit of 10,000 records per request (a partition is one record; topics
-/// and their configs add more).
+/// Records one CreateTopics or CreatePartitions request may make the controller write:
+/// half its limit of 10,000 per request (a topic is one record, each partition and
+/// each config one more).
 const PARTITIONS_PER_REQUEST: usize = 5_000;
 
 /// Splits `items` into consecutive slices of at most [`PARTITIONS_PER_REQUEST`]
-/// partitions each (`partitions` of an item); an item larger than that gets a slice of
+/// records each (`partitions` weighs an item); an item larger than that gets a slice of
 /// its own.
 fn slices<T>(items: &[T], partitions: impl Fn(&T) -> usize) -> Vec<&[T]> {
     let mut out = Vec::new();

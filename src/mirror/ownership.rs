@@ -326,10 +326,16 @@ impl Takeover {
             self.map = Some(MapReader::new(&self.target, &self.flow).map_err(|e| e.to_string())?);
         }
         let map = self.map.as_mut().expect("just set");
+        map.catch_up(&self.target, REQUEST_TIMEOUT).map_err(|e| e.to_string())?;
         if shared.exactly_once.is_some() {
-            map.catch_up_through_transactions(&self.target, REQUEST_TIMEOUT).map_err(|e| e.to_string())?;
-        } else {
-            map.catch_up(&self.target, REQUEST_TIMEOUT).map_err(|e| e.to_string())?;
+            // A frontier released by a live owner may sit behind another instance's open
+            // transaction; those commit every commit interval, so wait a little for them.
+            // A dead owner's transaction would hold the map until the transaction
+            // timeout: not waited for here, the fencing below aborts it and reads on.
+            let wait = (self.flow.commit_interval() * 3).clamp(Duration::from_secs(2), REQUEST_TIMEOUT);
+            if let Err(e) = map.catch_up_through_transactions(&self.target, wait) {
+                tracing::debug!(flow = %shared.name, "offset map behind an open transaction: {e}");
+            }
         }
         transaction::fence_previous_owners(shared, &self.target, &self.flow, map, partitions, REQUEST_TIMEOUT)?;
         let target_topics: Vec<String> = {
