@@ -132,6 +132,13 @@ impl PartitionState {
             self.close_chunk();
             self.epoch = update.epoch;
         }
+        // The previous round's open run is now either among `update.closed` or still
+        // open in `update.open`: its old, shorter snapshot must never be stored again.
+        // (A chunk closed below used to take it along, after the closed run: resolving
+        // that chunk let the stale snapshot supersede the full run, and the copies
+        // between the two ends lost their mapping. Seen on a transactional source,
+        // where a run fills with gaps in one round.)
+        let previous_open = self.open.take();
         for run in update.closed {
             self.runs.push(run);
             self.chunk_dirty = true;
@@ -140,10 +147,10 @@ impl PartitionState {
                 self.close_chunk();
             }
         }
-        if update.open != self.open {
-            self.open = update.open;
+        if update.open != previous_open {
             self.chunk_dirty = true;
         }
+        self.open = update.open;
         if update.frontier > self.frontier.upstream {
             self.frontier.upstream = update.frontier;
             self.frontier_dirty = true;
@@ -485,5 +492,31 @@ mod tests {
         s.fold(PartitionUpdate { epoch: 2, open: Some(seg(1900, 1600, 3)), frontier: 2000, ..Default::default() });
         assert_eq!(s.closed_chunks.len(), 2);
         assert_eq!(s.open_chunk(), Some((1600, vec![seg(1900, 1600, 3)])));
+    }
+
+    /// A run that fills its gap budget closes the chunk in the round it closes; the
+    /// snapshot of it from the previous round (then still open) must not go along.
+    #[test]
+    fn a_run_closing_with_a_full_chunk_does_not_store_its_old_snapshot() {
+        let mut s = state(3);
+        let mut run = Run::new(0, 0);
+        let mut upstream = 0;
+        let mut snapshot = None;
+        for d in 1..=(GAPS_PER_CHUNK as i64 * 2) {
+            upstream += if d % 2 == 0 { 2 } else { 1 }; // a gap before every other copy
+            if !run.extend(upstream, d, GAPS_PER_RUN) {
+                break;
+            }
+            if d == 100 {
+                snapshot = Some(run.clone());
+            }
+        }
+        assert_eq!(run.gaps.len(), GAPS_PER_RUN);
+        s.fold(PartitionUpdate { epoch: 1, open: snapshot, frontier: 150, next_downstream: 101, ..Default::default() });
+        s.fold(PartitionUpdate { epoch: 1, closed: vec![run.clone()], frontier: upstream + 1, ..Default::default() });
+        assert_eq!(s.closed_chunks.len(), 1);
+        assert_eq!(s.closed_chunks[0].1, vec![run.clone()], "only the full run is stored");
+        let map = crate::offset_map::PartitionMap::resolve(s.closed_chunks[0].1.clone(), None);
+        assert_eq!(map.runs().next(), Some(&run));
     }
 }
